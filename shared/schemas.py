@@ -1,0 +1,126 @@
+"""Pydantic schemas of the JSON API (input and output), kept apart from the ORM models."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+STAGES = ("queued", "embedding", "reducing", "clustering", "representing", "labelling", "saving", "done")
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def default_min_topic_size(n_documents: int) -> int:
+    """HDBSCAN min_cluster_size that grows with the corpus: about sqrt(n)/2, kept within [5, 500].
+
+    The recipe used 150 for 117k documents (this gives 171); 2,000 documents give 22; 300 give 9.
+    """
+    return int(min(500, max(5, round(math.sqrt(n_documents) / 2))))
+
+
+class JobParams(BaseModel):
+    """Parameters of one topic-modelling job."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_topic_size: int | None = Field(
+        None, ge=2, le=100_000, description="HDBSCAN min_cluster_size; null: grows with the corpus (sqrt(n)/2)."
+    )
+    nr_topics: Literal["auto"] | Annotated[int, Field(ge=2, le=10_000)] | None = Field(
+        None, description='Merge topics down to this many after clustering; "auto" lets BERTopic decide; null: keep.'
+    )
+    generate_labels: bool = Field(True, description="Ask the LLM for a short label per topic.")
+
+    @field_validator("nr_topics", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip().lower()
+            if value in ("", "none", "null"):
+                return None
+            if value.isdigit():
+                return int(value)
+        return value
+
+
+class DocumentIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    text: str
+    title: str | None = None
+
+
+class JobCreate(BaseModel):
+    """Body of ``POST /api/v1/jobs``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, max_length=200)
+    documents: list[str | DocumentIn]
+    params: JobParams = Field(default_factory=JobParams)
+
+
+class JobPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str | None
+    status: JobStatus
+    stage: str
+    progress: float
+    error: str | None
+    n_documents: int
+    n_topics: int | None
+    n_outliers: int | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    params: dict[str, Any]
+
+    @field_validator("created_at", "started_at", "finished_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        # SQLite hands back naive datetimes; every timestamp topicq writes is UTC.
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+
+class TopicPublic(BaseModel):
+    topic: int
+    size: int
+    label: str
+    label_source: Literal["llm", "keywords"]
+    keywords: list[str]
+    representations: dict[str, list[str]]
+    representative_docs: list[str]
+    representative_doc_indices: list[int]
+
+
+class TopicsPublic(BaseModel):
+    topics: list[TopicPublic]
+    n_outliers: int
+
+
+class DocumentResult(BaseModel):
+    index: int
+    topic: int
+    x: float
+    y: float
+
+
+class DocumentsPublic(BaseModel):
+    documents: list[DocumentResult]
+    total: int
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorPublic(BaseModel):
+    error: ErrorBody

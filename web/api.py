@@ -1,0 +1,189 @@
+"""The JSON API under /api/v1 (and /healthz)."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from flask import Blueprint, Response, jsonify, request
+from sqlalchemy import text
+
+from shared import jobs
+from shared.queue import redis_client, worker_states
+from shared.schemas import DocumentResult, DocumentsPublic, JobCreate, JobPublic, TopicPublic, TopicsPublic
+from web import context, submit
+from web.errors import ApiError
+
+bp = Blueprint("api", __name__)
+API = "/api/v1"
+MAX_PAGE = 10_000
+
+
+def job_or_404(job_id: str):
+    job = jobs.get_job(context.db(), job_id)
+    if job is None:
+        raise ApiError(404, "not_found", f"no job with id {job_id}")
+    return job
+
+
+def job_json(job) -> dict:
+    return JobPublic.model_validate(job).model_dump(mode="json")
+
+
+@bp.post(f"{API}/jobs")
+def create_job():
+    if request.mimetype == "application/json":
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise ApiError(400, "invalid_json", "the request body is not a JSON object")
+        payload = JobCreate.model_validate(body)
+        job = submit.submit(payload.name, submit.docs_from_json(payload), payload.params)
+    elif request.mimetype == "multipart/form-data":
+        upload = request.files.get("file")
+        if upload is None or not upload.filename:
+            raise ApiError(400, "missing_file", "multipart requests need a 'file' field")
+        params = submit.params_from_form(request.form)
+        docs = submit.docs_from_form(request.form, upload)
+        job = submit.submit(submit.name_from(request.form, upload), docs, params)
+    else:
+        raise ApiError(415, "unsupported_media_type", "send application/json or multipart/form-data")
+    return jsonify(job_json(job)), 202, {"Location": f"{API}/jobs/{job.id}"}
+
+
+@bp.get(f"{API}/jobs")
+def list_jobs():
+    limit = _int_arg("limit", 50, 1, 500)
+    offset = _int_arg("offset", 0, 0, 10**9)
+    session = context.db()
+    return jsonify(
+        {"jobs": [job_json(j) for j in jobs.list_jobs(session, limit, offset)], "total": jobs.count_jobs(session)}
+    )
+
+
+@bp.get(f"{API}/jobs/<job_id>")
+def get_job(job_id: str):
+    return jsonify(job_json(job_or_404(job_id)))
+
+
+@bp.post(f"{API}/jobs/<job_id>/cancel")
+def cancel_job(job_id: str):
+    session = context.db()
+    job = job_or_404(job_id)
+    cancelled = jobs.cancel(session, job_id)
+    session.commit()
+    if not cancelled:
+        raise ApiError(409, "not_cancellable", f"job {job_id} is {job.status}; only queued or running jobs can be cancelled")
+    session.refresh(job)
+    return jsonify(job_json(job))
+
+
+def topics_payload(job_id: str) -> TopicsPublic:
+    session = context.db()
+    job = job_or_404(job_id)
+    if job.status != "succeeded":
+        raise ApiError(409, "not_ready", f"job {job_id} is {job.status}; topics exist once it has succeeded")
+    rows = jobs.topics_of(session, job_id)
+    texts = jobs.document_texts(session, job_id, (i for row in rows for i in row.representative_docs))
+    return TopicsPublic(
+        topics=[
+            TopicPublic(
+                topic=row.topic,
+                size=row.size,
+                label=row.label,
+                label_source=row.label_source,
+                keywords=row.keywords,
+                representations=row.representations,
+                representative_docs=[texts[i] for i in row.representative_docs],
+                representative_doc_indices=row.representative_docs,
+            )
+            for row in rows
+        ],
+        n_outliers=job.n_outliers or 0,
+    )
+
+
+@bp.get(f"{API}/jobs/<job_id>/topics")
+def get_topics(job_id: str):
+    payload = topics_payload(job_id).model_dump(mode="json")
+    response = jsonify(payload)
+    if request.args.get("download"):
+        response.headers["Content-Disposition"] = f'attachment; filename="topics-{job_id}.json"'
+    return response
+
+
+@bp.get(f"{API}/jobs/<job_id>/topics.csv")
+def get_topics_csv(job_id: str):
+    payload = topics_payload(job_id)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["topic", "size", "label", "label_source", "keywords", "keybert", "mmr", "representative_docs"])
+    for t in payload.topics:
+        writer.writerow(
+            [
+                t.topic,
+                t.size,
+                t.label,
+                t.label_source,
+                ", ".join(t.keywords),
+                ", ".join(t.representations.get("KeyBERT", [])),
+                ", ".join(t.representations.get("MMR", [])),
+                "\n---\n".join(t.representative_docs[:3]),
+            ]
+        )
+    return Response(
+        out.getvalue(),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="topics-{job_id}.csv"'},
+    )
+
+
+@bp.get(f"{API}/jobs/<job_id>/documents")
+def get_documents(job_id: str):
+    session = context.db()
+    job = job_or_404(job_id)
+    if job.status != "succeeded":
+        raise ApiError(409, "not_ready", f"job {job_id} is {job.status}; document results exist once it has succeeded")
+    offset = _int_arg("offset", 0, 0, 10**9)
+    limit = _int_arg("limit", 1000, 1, MAX_PAGE)
+    topic, x, y = (jobs.load_array(session, job_id, name) for name in ("topic", "x", "y"))
+    end = min(offset + limit, job.n_documents)
+    documents = [
+        DocumentResult(index=i, topic=int(topic[i]), x=float(x[i]), y=float(y[i])) for i in range(offset, end)
+    ]
+    return jsonify(DocumentsPublic(documents=documents, total=job.n_documents).model_dump(mode="json"))
+
+
+@bp.get("/healthz")
+def healthz():
+    checks: dict[str, object] = {}
+    try:
+        context.db().execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"error: {type(exc).__name__}"
+    try:
+        client = redis_client(context.settings())
+        client.ping()
+        checks["redis"] = "ok"
+        workers = worker_states(client)
+    except Exception as exc:
+        checks["redis"] = f"error: {type(exc).__name__}"
+        workers = []
+    checks["workers"] = workers
+    checks["worker_ready"] = any(w.get("ready") for w in workers)
+    healthy = checks["database"] == "ok" and checks["redis"] == "ok"
+    checks["status"] = "ok" if healthy else "unavailable"
+    return jsonify(checks), 200 if healthy else 503
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_parameter", f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ApiError(400, "invalid_parameter", f"{name} must be between {low} and {high}, got {value}")
+    return value

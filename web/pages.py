@@ -1,0 +1,55 @@
+"""HTML pages: the submit form, the job list, and a job's progress and results."""
+
+from __future__ import annotations
+
+from flask import Blueprint, redirect, render_template, request, url_for
+
+from shared import corpus, jobs
+from shared.schemas import JobParams
+from web import context, submit
+from web.api import job_or_404, topics_payload
+
+bp = Blueprint("pages", __name__)
+
+
+@bp.get("/")
+def index():
+    return render_template("index.html", jobs=jobs.list_jobs(context.db(), limit=50), params=JobParams(), error=None)
+
+
+@bp.post("/jobs")
+def create_job():
+    try:
+        params = submit.params_from_form(request.form)
+        upload = request.files.get("file")
+        docs = submit.docs_from_form(request.form, upload)
+        job = submit.submit(submit.name_from(request.form, upload), docs, params)
+    except (corpus.CorpusError, ValueError) as exc:
+        message = str(exc)
+        if hasattr(exc, "errors"):
+            from web.errors import validation_message
+
+            message = validation_message(exc)
+        return (
+            render_template(
+                "index.html", jobs=jobs.list_jobs(context.db(), limit=50), params=JobParams(), error=message
+            ),
+            400,
+        )
+    return redirect(url_for("pages.job_page", job_id=job.id), code=303)
+
+
+@bp.get("/jobs/<job_id>")
+def job_page(job_id: str):
+    job = job_or_404(job_id)
+    results = topics_payload(job_id) if job.status == "succeeded" else None
+    return render_template("job.html", job=job, results=results)
+
+
+@bp.post("/jobs/<job_id>/cancel")
+def cancel_job(job_id: str):
+    job_or_404(job_id)
+    session = context.db()
+    jobs.cancel(session, job_id)
+    session.commit()
+    return redirect(url_for("pages.job_page", job_id=job_id), code=303)

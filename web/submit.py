@@ -1,0 +1,71 @@
+"""Accepting a corpus: parse it, store the job, then queue it (in that order, so nothing is lost)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+
+from werkzeug.datastructures import FileStorage, MultiDict
+
+from shared import corpus, jobs
+from shared.models import Job
+from shared.queue import enqueue_job
+from shared.schemas import JobCreate, JobParams
+from web import context
+
+log = logging.getLogger(__name__)
+
+FORM_PARAMS = ("min_topic_size", "nr_topics", "generate_labels")
+
+
+def params_from_form(form: MultiDict) -> JobParams:
+    """Parameters from form fields (or a ``params`` JSON field); blank fields take the defaults."""
+    if form.get("params"):
+        try:
+            raw = json.loads(form["params"])
+        except json.JSONDecodeError:
+            raise corpus.CorpusError("the params field is not valid JSON") from None
+        return JobParams.model_validate(raw)
+    values: dict[str, object] = {}
+    for key in FORM_PARAMS:
+        given = form.getlist(key)
+        if given and given[-1].strip() != "":  # the last wins: a checkbox after its hidden "false"
+            values[key] = given[-1].strip()
+    return JobParams.model_validate(values)
+
+
+def docs_from_form(form: MultiDict, upload: FileStorage | None) -> list[corpus.Doc]:
+    if upload is not None and upload.filename:
+        return corpus.parse_file(
+            upload.read(), upload.filename, form.get("text_column"), form.get("title_column")
+        )
+    pasted = form.get("text", "")
+    if pasted.strip():
+        return corpus.parse_lines(pasted)
+    raise corpus.CorpusError("no documents: paste text (one document per line) or upload a file")
+
+
+def docs_from_json(body: JobCreate) -> list[corpus.Doc]:
+    return corpus.from_json_items(body.documents)
+
+
+def submit(name: str | None, docs: list[corpus.Doc], params: JobParams) -> Job:
+    settings = context.settings()
+    corpus.check_size(docs, settings.min_documents, settings.max_documents)
+    session = context.db()
+    job = jobs.create_job(session, name=name, documents=docs, params=params.model_dump(mode="json"))
+    session.commit()  # commit first, then queue: a worker never sees an id it cannot find
+    try:
+        enqueue_job(context.celery(), job.id)
+    except Exception:
+        # The job is committed; `topicq up` / `topicq recover` re-queue queued jobs when the queue is back.
+        log.exception("job %s is saved but could not be queued", job.id)
+    return job
+
+
+def name_from(form: Mapping[str, str], upload: FileStorage | None) -> str | None:
+    name = (form.get("name") or "").strip()
+    if not name and upload is not None and upload.filename:
+        name = upload.filename
+    return name[:200] or None

@@ -1,0 +1,1 @@
+"""The topicq worker: model loading, the topic pipeline and the Celery task around it."""

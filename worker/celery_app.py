@@ -1,0 +1,86 @@
+"""The worker's Celery app: ``celery -A worker.celery_app worker --pool=solo`` (``topicq worker`` does this).
+
+Models load when the worker starts, before it takes a job, and a heartbeat in Redis tells the web
+whether this worker is ready.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+
+from celery import signals
+
+from shared.db import make_engine, make_session_factory
+from shared.queue import RUN_JOB, make_celery, publish_worker_state, redis_client
+from shared.settings import get_settings
+from shared.storage import LocalArtifactStore
+from worker import models as model_registry
+from worker.pipeline.run import PipelineConfig
+from worker.runner import JobRunner
+
+log = logging.getLogger("topicq.worker")
+
+settings = get_settings()
+app = make_celery(settings, name="topicq-worker")
+_state = {"ready": False, "status": "starting", "llm": settings.llm_model, "embedding": settings.embedding_model}
+_runner: JobRunner | None = None
+
+
+def runner() -> JobRunner:
+    global _runner
+    if _runner is None:
+        _runner = JobRunner(
+            factory=make_session_factory(make_engine(settings)),
+            store=LocalArtifactStore(settings.data_dir / "artifacts"),
+            embedding_model_name=settings.embedding_model,
+            config=PipelineConfig(embedding_batch_size=settings.embedding_batch_size, doc_words=settings.llm_doc_words),
+            models=_loaded_models,
+        )
+    return _runner
+
+
+def _loaded_models():
+    models = model_registry.get_models(settings)
+    return models.embedder, models.labeler
+
+
+@app.task(name=RUN_JOB)
+def run_job(job_id: str) -> None:
+    status = runner().run(job_id)
+    log.info("job %s: %s", job_id, status)
+
+
+def _heartbeat(hostname: str, stop: threading.Event) -> None:
+    client = redis_client(settings)
+    while not stop.is_set():
+        try:
+            publish_worker_state(client, hostname, dict(_state, pid=os.getpid()), ttl_seconds=3 * settings.heartbeat_seconds)
+        except Exception as exc:  # Redis away for a moment: the next beat tries again
+            log.warning("heartbeat failed: %s", exc)
+        stop.wait(settings.heartbeat_seconds)
+
+
+_stop = threading.Event()
+
+
+@signals.worker_init.connect
+def _load_models_at_start(sender=None, **_kwargs) -> None:
+    hostname = getattr(sender, "hostname", None) or f"worker@{socket.gethostname()}:{os.getpid()}"
+    threading.Thread(target=_heartbeat, args=(hostname, _stop), daemon=True, name="topicq-heartbeat").start()
+    if settings.load_models_on_start:
+        _state["status"] = "loading models"
+        try:
+            model_registry.get_models(settings)
+        except Exception:
+            _state["status"] = "model loading failed (see the worker log)"
+            log.exception("could not load the models")
+            raise
+    _state.update(ready=True, status="ready")
+
+
+@signals.worker_shutdown.connect
+def _stop_heartbeat(**_kwargs) -> None:
+    _stop.set()

@@ -1,0 +1,72 @@
+"""The label prompt of the recipe (system prompt, one worked example, the main prompt) as chat messages.
+
+The model's own chat template renders them, so the same messages serve Llama-2 and Qwen alike.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+SYSTEM_PROMPT = "You are a helpful, respectful and honest assistant for labeling topics."
+
+EXAMPLE_PROMPT = """I have a topic that contains the following documents:
+- Traditional diets in most cultures were primarily plant-based with a little meat on top, but with the rise of industrial style meat production and factory farming, meat has become a staple food.
+- Meat, but especially beef, is the word food in terms of emissions.
+- Eating meat doesn't make you a bad person, not eating meat doesn't make you a good one.
+
+The topic is described by the following keywords: 'meat, beef, eat, eating, emissions, steak, food, health, processed, chicken'.
+
+Based on the information about the topic above, please create a short label of this topic. Make sure you to only return the label and nothing more."""
+
+EXAMPLE_ANSWER = "Environmental impacts of eating meat"
+
+MAIN_PROMPT = """I have a topic that contains the following documents:
+[DOCUMENTS]
+
+The topic is described by the following keywords: '[KEYWORDS]'.
+
+Based on the information about the topic above, please create a short label of this topic. Make sure you to only return the label and nothing more."""
+
+MAX_LABEL_WORDS = 10
+
+
+def truncate_words(text: str, max_words: int) -> str:
+    words = text.split()
+    return " ".join(words[:max_words]) + (" ..." if len(words) > max_words else "")
+
+
+def fill(template: str, documents: Sequence[str], keywords: Sequence[str], doc_words: int) -> str:
+    docs = "\n".join(f"- {truncate_words(doc, doc_words)}" for doc in documents)
+    return template.replace("[DOCUMENTS]", docs).replace("[KEYWORDS]", ", ".join(keywords))
+
+
+def build_messages(
+    documents: Sequence[str], keywords: Sequence[str], doc_words: int, template: str = MAIN_PROMPT
+) -> list[dict[str, str]]:
+    """Chat messages for one topic: system, worked example (user + assistant), then this topic."""
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": EXAMPLE_PROMPT},
+        {"role": "assistant", "content": EXAMPLE_ANSWER},
+        {"role": "user", "content": fill(template, documents, keywords, doc_words)},
+    ]
+
+
+_PREFIX = re.compile(r"^\s*(?:topic\s+label|label|topic|title)\s*[:\-]\s*", re.IGNORECASE)
+_QUOTES = "\"'`“”‘’*_ "
+
+
+def clean_label(raw: str) -> str | None:
+    """The first non-empty line, without a 'Label:' prefix, quotes or a trailing period; None if nothing is left."""
+    line = next((ln for ln in raw.splitlines() if ln.strip()), "")
+    line = _PREFIX.sub("", line).strip().strip(_QUOTES).rstrip(".").strip()
+    if not line:
+        return None
+    words = line.split()
+    return " ".join(words[:MAX_LABEL_WORDS])
+
+
+def keyword_label(keywords: Sequence[str], n: int = 4) -> str:
+    """The fallback label when the LLM is off or gave nothing usable."""
+    return ", ".join(keywords[:n]) if keywords else "(no keywords)"

@@ -1,0 +1,121 @@
+"""Stage 4: topic representations with BERTopic on the precomputed clusters.
+
+BERTopic gets the clusters we already computed (``BaseCluster`` + ``y``) and the original embeddings, and
+builds c-TF-IDF keywords, KeyBERTInspired and MMR representations, merging topics when asked to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.metrics.pairwise import cosine_similarity
+
+TOP_N_WORDS = 10
+N_REPRESENTATIVE = 5
+N_CANDIDATES = 500  # documents per topic scored for representativeness
+
+
+@dataclass(frozen=True)
+class TopicRepresentation:
+    topic: int
+    size: int
+    keywords: list[str]  # top c-TF-IDF words, best first
+    representations: dict[str, list[str]]  # "KeyBERT", "MMR"
+    representative_docs: list[int]  # document indices, most representative first
+
+
+def vectorizer_for(n_documents: int) -> CountVectorizer:
+    # English stop words keep "the/of/and" out of keywords; min_df=2 drops one-off tokens once the
+    # corpus is large enough that a topic word appears twice.
+    return CountVectorizer(stop_words="english", min_df=2 if n_documents >= 100 else 1)
+
+
+def represent(
+    texts: list[str],
+    embeddings: np.ndarray,
+    clusters: np.ndarray,
+    embedding_model,
+    nr_topics: int | str | None = None,
+    seed: int = 42,
+):
+    """Topic representations and the final topic of each document.
+
+    Args:
+        texts: the documents, n of them.
+        embeddings: shape (n, dim), the embeddings the clusters came from.
+        clusters: shape (n,), cluster id per document, -1 for outliers.
+        nr_topics: merge down to this many topics ("auto": BERTopic decides), or None to keep all.
+
+    Returns:
+        (topics, doc_topics, topic_model): one TopicRepresentation per topic (largest first, outliers
+        excluded), the final topic id per document (int32, -1 = outlier), and the fitted BERTopic model.
+    """
+    if not (clusters >= 0).any():
+        return [], np.full(len(texts), -1, dtype=np.int32), None
+
+    from bertopic import BERTopic
+    from bertopic.cluster import BaseCluster
+    from bertopic.dimensionality import BaseDimensionalityReduction
+    from bertopic.representation import KeyBERTInspired, MaximalMarginalRelevance
+
+    topic_model = BERTopic(
+        embedding_model=embedding_model,
+        umap_model=BaseDimensionalityReduction(),
+        hdbscan_model=BaseCluster(),
+        vectorizer_model=vectorizer_for(len(texts)),
+        representation_model={
+            "KeyBERT": KeyBERTInspired(),
+            "MMR": MaximalMarginalRelevance(diversity=0.3),
+        },
+        top_n_words=TOP_N_WORDS,
+        nr_topics=nr_topics,
+    )
+    doc_topics, _ = topic_model.fit_transform(texts, embeddings=embeddings, y=clusters)
+    doc_topics = np.asarray(doc_topics, dtype=np.int32)
+    sizes = np.bincount(doc_topics[doc_topics >= 0])
+    representative = representative_documents(topic_model, texts, doc_topics, seed=seed)
+
+    topics = []
+    for topic in sorted(t for t in topic_model.topic_representations_ if t >= 0):
+        aspects = topic_model.topic_aspects_
+        topics.append(
+            TopicRepresentation(
+                topic=int(topic),
+                size=int(sizes[topic]) if topic < len(sizes) else 0,
+                keywords=_words(topic_model.topic_representations_[topic]),
+                representations={name: _words(aspects.get(name, {}).get(topic, [])) for name in ("KeyBERT", "MMR")},
+                representative_docs=representative.get(topic, []),
+            )
+        )
+    return topics, doc_topics, topic_model
+
+
+def _words(pairs) -> list[str]:
+    return [word for word, _score in pairs if word][:TOP_N_WORDS]
+
+
+def representative_documents(topic_model, texts: list[str], doc_topics: np.ndarray, seed: int = 42) -> dict[int, list[int]]:
+    """The documents closest to each topic's c-TF-IDF vector, as BERTopic ranks them, best first.
+
+    Like BERTopic, each topic scores a random sample of at most 500 of its documents; unlike it, the
+    result is sorted by similarity and keeps document indices, so the API can point at the documents.
+    """
+    rng = np.random.default_rng(seed)
+    ordered_topics = sorted(topic_model.topic_representations_)  # row order of c_tf_idf_
+    result: dict[int, list[int]] = {}
+    for row, topic in enumerate(ordered_topics):
+        if topic < 0:
+            continue
+        members = np.flatnonzero(doc_topics == topic)
+        if len(members) > N_CANDIDATES:
+            members = np.sort(rng.choice(members, N_CANDIDATES, replace=False))
+        if len(members) == 0:
+            result[topic] = []
+            continue
+        bow = topic_model.vectorizer_model.transform([texts[i] for i in members])
+        scores = cosine_similarity(topic_model.ctfidf_model.transform(bow), topic_model.c_tf_idf_[row]).ravel()
+        best = np.argsort(-scores, kind="stable")[:N_REPRESENTATIVE]
+        result[topic] = [int(members[i]) for i in best]
+    return result

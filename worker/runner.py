@@ -1,0 +1,131 @@
+"""Runs one job: claim its row, run the pipeline outside any transaction, store the results.
+
+Celery knows nothing of this module's internals and this module knows nothing of Celery, so tests
+drive it directly on a real database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared import jobs
+from shared.db import transaction
+from shared.schemas import JobParams
+from shared.storage import ArtifactStore, array_from_bytes, array_to_bytes
+from worker.pipeline.progress import overall
+from worker.pipeline.run import PipelineConfig, PipelineResult, run_pipeline
+
+log = logging.getLogger(__name__)
+
+USER_SAFE_ERROR = "the topic pipeline failed on this corpus; the worker log has the details"
+
+
+class JobCancelled(Exception):
+    """The job's row left the running state while it ran."""
+
+
+class ProgressReporter:
+    """Writes a job's stage and overall progress to its row, at most every ``interval`` seconds per stage."""
+
+    def __init__(self, factory: sessionmaker[Session], job_id: str, interval: float = 0.5) -> None:
+        self.factory = factory
+        self.job_id = job_id
+        self.interval = interval
+        self._last_stage = ""
+        self._last_write = 0.0
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        finished_stage = done >= total
+        if stage == self._last_stage and not finished_stage and now - self._last_write < self.interval:
+            return
+        self._last_stage, self._last_write = stage, now
+        with transaction(self.factory) as session:
+            still_running = jobs.report_progress(session, self.job_id, stage, round(overall(stage, done, total), 4))
+        if not still_running:
+            raise JobCancelled(self.job_id)
+
+
+def embedding_key(model_name: str, texts: list[str]) -> str:
+    """Content hash of the corpus and the model: the same documents reuse their embeddings."""
+    digest = hashlib.sha256(model_name.encode())
+    for text in texts:
+        digest.update(b"\x00" + text.encode())
+    return f"embeddings/{digest.hexdigest()}.npy"
+
+
+@dataclass
+class JobRunner:
+    factory: sessionmaker[Session]
+    store: ArtifactStore
+    embedding_model_name: str
+    config: PipelineConfig
+    models: Callable[[], tuple[object, object]]  # () -> (embedder, labeler), loaded once per process
+
+    def run(self, job_id: str) -> str:
+        """Run one job to its end; returns the status it ended in (or 'skipped' when it was not queued)."""
+        with transaction(self.factory) as session:
+            if not jobs.claim(session, job_id):
+                log.info("job %s is not queued; skipping (a re-delivery or a cancelled job)", job_id)
+                return "skipped"
+            job = jobs.get_job(session, job_id)
+            params = JobParams.model_validate(job.params)
+            texts = jobs.load_documents(session, job_id)
+        # The session is closed here: no connection is held during minutes of model work.
+        try:
+            result = self._compute(job_id, texts, params)
+        except JobCancelled:
+            log.info("job %s was cancelled while running", job_id)
+            return "cancelled"
+        except Exception:
+            log.exception("job %s failed", job_id)
+            with transaction(self.factory) as session:
+                jobs.fail(session, job_id, USER_SAFE_ERROR)
+            return "failed"
+        with transaction(self.factory) as session:
+            saved = jobs.finish(
+                session,
+                job_id,
+                topics=[to_row(t) for t in result.topics],
+                arrays={
+                    "topic": result.doc_topics.astype(np.int32),
+                    "x": result.coords[:, 0].astype(np.float32),
+                    "y": result.coords[:, 1].astype(np.float32),
+                },
+                n_outliers=result.n_outliers,
+            )
+        return "succeeded" if saved else "cancelled"
+
+    def _compute(self, job_id: str, texts: list[str], params: JobParams) -> PipelineResult:
+        progress = ProgressReporter(self.factory, job_id)
+        embedder, labeler = self.models()
+        key = embedding_key(self.embedding_model_name, texts)
+        cached = self.store.get(key)
+        embeddings = array_from_bytes(cached) if cached is not None else None
+        if embeddings is not None and embeddings.shape[0] != len(texts):
+            embeddings = None
+        result = run_pipeline(texts, params, embedder, labeler, self.config, progress, embeddings)
+        if cached is None:
+            self.store.put(key, array_to_bytes(result.embeddings))
+        progress("saving", 0, 1)
+        return result
+
+
+def to_row(topic) -> jobs.TopicRow:
+    rep = topic.representation
+    return jobs.TopicRow(
+        topic=rep.topic,
+        size=rep.size,
+        label=topic.label.text,
+        label_source=topic.label.source,
+        keywords=rep.keywords,
+        representations=rep.representations,
+        representative_docs=rep.representative_docs,
+    )
