@@ -60,7 +60,7 @@ _QUOTES = "\"'`“”‘’*_ "
 def clean_label(raw: str) -> str | None:
     """The first non-empty line, without a 'Label:' prefix, quotes or a trailing period; None if nothing is left."""
     line = next((ln for ln in raw.splitlines() if ln.strip()), "")
-    line = _PREFIX.sub("", line).strip().strip(_QUOTES).rstrip(".").strip()
+    line = _PREFIX.sub("", line).strip().strip(_QUOTES + ".").strip()
     if not line:
         return None
     words = line.split()

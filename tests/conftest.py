@@ -1,0 +1,119 @@
+"""Fixtures: a private Redis for the session, a fresh database per test (SQLite, and PostgreSQL when
+TOPICQ_TEST_POSTGRES_URL is set), and an app built on them."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from cli.redis_server import start_redis
+from shared.db import make_engine, make_session_factory, migrate
+from shared.settings import Settings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+POSTGRES_URL = os.environ.get("TOPICQ_TEST_POSTGRES_URL")
+
+
+def read_corpus(name: str, limit: int | None = None, every: int = 1) -> list[dict]:
+    """Records of a corpus in ../shared/data; ``every`` takes every n-th line (a sample across labels)."""
+    path = DATA / name
+    if not path.exists():
+        pytest.skip(f"corpus {path} is not there")
+    records = []
+    with path.open() as handle:
+        for number, line in enumerate(handle):
+            if number % every == 0:
+                records.append(json.loads(line))
+                if limit and len(records) >= limit:
+                    break
+    return records
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A Redis of the suite's own on a free port: the tests never touch a Redis they did not start."""
+    server = start_redis(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_server):
+    client = redis_lib.Redis.from_url(redis_server.url)
+    client.flushdb()
+    return client
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'topicq.db'}"
+        return
+    if not POSTGRES_URL:
+        pytest.skip("PostgreSQL variant: TOPICQ_TEST_POSTGRES_URL is not set (make test sets it when one answers)")
+    name = f"topicq_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def settings(database_url, redis_server, tmp_path) -> Settings:
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        redis_url=redis_server.url,
+        min_documents=5,
+        _env_file=None,
+    )
+    migrate(settings)
+    return settings
+
+
+@pytest.fixture
+def sessions(settings):
+    engine = make_engine(settings)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def make_app(redis_client):
+    """Builds apps on given settings and closes their database pools afterwards."""
+    from web import create_app
+
+    built = []
+
+    def build(settings):
+        app = create_app(settings)
+        app.config["TESTING"] = True
+        built.append(app)
+        return app
+
+    yield build
+    for app in built:
+        app.extensions["topicq"]["sessions"].kw["bind"].dispose()
+
+
+@pytest.fixture
+def app(settings, make_app):
+    return make_app(settings)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()

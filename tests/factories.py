@@ -1,0 +1,38 @@
+"""Rows for tests: a job, and a finished job with results, written through the real data-access layer."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shared import jobs
+from shared.db import transaction
+
+
+def make_job(sessions, texts: list[str] | None = None, params: dict | None = None, name: str = "test job") -> str:
+    texts = texts or [f"document number {i} about topic {i % 3}" for i in range(30)]
+    with transaction(sessions) as session:
+        job = jobs.create_job(session, name=name, documents=[(t, None) for t in texts], params=params or {})
+        return job.id
+
+
+def make_finished_job(sessions, label: str = "A label", n_docs: int = 30) -> str:
+    job_id = make_job(sessions, [f"doc {i} text" for i in range(n_docs)])
+    topic_ids = np.array([i % 3 - 1 for i in range(n_docs)], dtype=np.int32)  # -1, 0, 1
+    with transaction(sessions) as session:
+        assert jobs.claim(session, job_id)
+    with transaction(sessions) as session:
+        assert jobs.finish(
+            session,
+            job_id,
+            topics=[
+                jobs.TopicRow(0, int((topic_ids == 0).sum()), label, "llm", ["alpha", "beta"], {"KeyBERT": ["a"], "MMR": ["b"]}, [1, 4]),
+                jobs.TopicRow(1, int((topic_ids == 1).sum()), "Second", "keywords", ["gamma"], {"KeyBERT": [], "MMR": []}, [2]),
+            ],
+            arrays={
+                "topic": topic_ids,
+                "x": np.arange(n_docs, dtype=np.float32),
+                "y": -np.arange(n_docs, dtype=np.float32),
+            },
+            n_outliers=int((topic_ids < 0).sum()),
+        )
+    return job_id

@@ -1,0 +1,37 @@
+import pytest
+
+from worker.labeling.prompts import EXAMPLE_ANSWER, SYSTEM_PROMPT, build_messages, clean_label, keyword_label
+
+
+def test_messages_carry_the_recipe_prompt_with_documents_and_keywords():
+    messages = build_messages(["first doc " * 200, "second doc"], ["tax", "budget"], doc_words=10)
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert messages[0]["content"] == SYSTEM_PROMPT
+    assert messages[2]["content"] == EXAMPLE_ANSWER
+    main = messages[3]["content"]
+    assert "- first doc first doc" in main and "- second doc" in main
+    assert "'tax, budget'" in main
+    assert "[DOCUMENTS]" not in main and "[KEYWORDS]" not in main
+    first_line = next(line for line in main.splitlines() if line.startswith("- first"))
+    assert len(first_line.split()) == 1 + 10 + 1  # dash, 10 words, ellipsis
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Government budget and economic policies", "Government budget and economic policies"),
+        ("  Label: Haskell Libraries\nThis topic is about", "Haskell Libraries"),
+        ('"Perl Module Testing".', "Perl Module Testing"),
+        ("\n\nTopic: **Qt Framework**", "Qt Framework"),
+        ("one two three four five six seven eight nine ten eleven twelve", "one two three four five six seven eight nine ten"),
+        ("   \n  ", None),
+        ('""', None),
+    ],
+)
+def test_clean_label(raw, expected):
+    assert clean_label(raw) == expected
+
+
+def test_keyword_label_is_the_top_keywords():
+    assert keyword_label(["a", "b", "c", "d", "e"]) == "a, b, c, d"
+    assert keyword_label([]) == "(no keywords)"

@@ -1,0 +1,25 @@
+import pytest
+from pydantic import ValidationError
+
+from shared.schemas import JobParams, default_min_topic_size
+
+
+@pytest.mark.parametrize(
+    ("n", "expected"),
+    [(20, 5), (300, 9), (2_000, 22), (117_000, 171), (600_000, 387), (10_000_000, 500)],
+)
+def test_default_min_topic_size_grows_with_the_corpus(n, expected):
+    assert default_min_topic_size(n) == expected
+
+
+def test_nr_topics_accepts_auto_numbers_and_blank():
+    assert JobParams(nr_topics="auto").nr_topics == "auto"
+    assert JobParams(nr_topics="12").nr_topics == 12
+    assert JobParams(nr_topics="").nr_topics is None
+    assert JobParams().nr_topics is None
+
+
+@pytest.mark.parametrize("bad", [{"nr_topics": "many"}, {"nr_topics": 1}, {"min_topic_size": 1}, {"colour": "red"}])
+def test_bad_params_are_rejected(bad):
+    with pytest.raises(ValidationError):
+        JobParams.model_validate(bad)
