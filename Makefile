@@ -2,9 +2,9 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
 # GPU=1 installs bitsandbytes for the 4-bit LLM path (install a CUDA build of torch==2.13.0 first).
 GPU ?=
+STAMP := $(VENV)/.installed$(if $(GPU),-gpu)
 # An index to take torch from, for machines where plain pip would pick a CUDA build you don't want.
 TORCH_INDEX ?=
 PG_PROBE_URL ?= postgresql://postgres@127.0.0.1:5432/test

@@ -64,8 +64,10 @@ def migrate() -> None:
     from shared.db import migrate as apply
 
     settings = get_settings()
+    from sqlalchemy.engine import make_url
+
     apply(settings)
-    click.echo(f"database at head: {settings.sqlalchemy_url}")
+    click.echo(f"database at head: {make_url(settings.sqlalchemy_url).render_as_string(hide_password=True)}")
 
 
 @cli.command()

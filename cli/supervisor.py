@@ -50,7 +50,9 @@ class Supervisor:
             click.echo(f"redis: started on {self.redis.url}")
         env["TOPICQ_DATA_DIR"] = str(data_dir)
         migrate(self.settings)
-        requeued = recover_jobs(self.settings, stale_after=timedelta(0))  # every earlier worker is gone
+        # With a Redis of our own no other worker can hold a job: every running one is an orphan.
+        stale = timedelta(0) if self.redis is not None else self.settings.stale_job_after
+        requeued = recover_jobs(self.settings, stale_after=stale)
         if requeued:
             click.echo(f"queue: re-queued {requeued} unfinished job(s)")
         me = [sys.executable, "-m", "cli.main"]

@@ -5,14 +5,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import numpy as np
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from shared.models import Document, Job, JobArray, Topic, utcnow
-from shared.schemas import FINISHED
 
 INSERT_BATCH = 5_000
 
@@ -80,14 +79,27 @@ def document_texts(session: Session, job_id: str, indices: Iterable[int]) -> dic
     return {idx: text for idx, text in rows}
 
 
-def claim(session: Session, job_id: str) -> bool:
-    """Move a queued job to running; False when it is not queued (cancelled, or already taken)."""
+def claim(session: Session, job_id: str, stale_after: timedelta) -> bool:
+    """Move a job to running if it is queued, or running on a worker silent for ``stale_after`` (it died).
+
+    False when the job is finished, cancelled, or running on a live worker: a re-delivered message is then
+    harmless.
+    """
     now = utcnow()
     result = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status == "queued")
-        .values(status="running", started_at=now, heartbeat_at=now, error=None)
+        .where(
+            Job.id == job_id,
+            (Job.status == "queued") | ((Job.status == "running") & (Job.heartbeat_at < now - stale_after)),
+        )
+        .values(status="running", stage="queued", progress=0.0, started_at=now, heartbeat_at=now, error=None)
     )
+    return result.rowcount == 1
+
+
+def beat(session: Session, job_id: str) -> bool:
+    """Mark a running job alive; False when it is no longer running."""
+    result = session.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(heartbeat_at=utcnow()))
     return result.rowcount == 1
 
 
@@ -173,9 +185,3 @@ def load_array(session: Session, job_id: str, name: str) -> np.ndarray | None:
     return np.frombuffer(row.data, dtype=np.dtype(row.dtype), count=row.length)
 
 
-def is_finished(job: Job) -> bool:
-    return job.status in FINISHED
-
-
-def age(job: Job, now: datetime | None = None) -> timedelta:
-    return (now or utcnow()) - job.created_at

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -57,8 +58,8 @@ class Settings(BaseSettings):
     embedding_batch_size: int = Field(64, ge=1, description="Documents per embedding batch (one progress step).")
     embedding_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto",
-        description="Embedding precision. auto: bfloat16 on a CPU with AVX512-BF16 (1.7x faster, same vectors), "
-        "float16 on CUDA, float32 otherwise.",
+        description="Embedding precision. auto: bfloat16 on a CPU with AVX512-BF16 or AMX (1.7x faster, same vectors) "
+        "and on a GPU that supports it, float16 on other GPUs, float32 otherwise.",
     )
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="Where the worker runs its models; auto: CUDA when available, else CPU."
@@ -91,7 +92,10 @@ class Settings(BaseSettings):
         20, ge=2, description="Fewest documents a job needs (UMAP and HDBSCAN need a neighbourhood)."
     )
     heartbeat_seconds: float = Field(
-        5.0, gt=0, description="How often a worker refreshes its readiness record in Redis."
+        5.0,
+        gt=0,
+        description="How often a worker refreshes its readiness record in Redis and the heartbeat of its job; "
+        "a running job silent for 12 beats (at least a minute) counts as orphaned and may be taken over.",
     )
     log_level: str = Field("INFO", description="Log level of the web, worker and CLI.")
 
@@ -103,6 +107,10 @@ class Settings(BaseSettings):
     @property
     def sqlalchemy_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'topicq.db'}"
+
+    @property
+    def stale_job_after(self) -> timedelta:
+        return timedelta(seconds=max(60.0, 12 * self.heartbeat_seconds))
 
     @property
     def base_url(self) -> str:

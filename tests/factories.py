@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import numpy as np
 
 from shared import jobs
@@ -19,7 +21,7 @@ def make_finished_job(sessions, label: str = "A label", n_docs: int = 30) -> str
     job_id = make_job(sessions, [f"doc {i} text" for i in range(n_docs)])
     topic_ids = np.array([i % 3 - 1 for i in range(n_docs)], dtype=np.int32)  # -1, 0, 1
     with transaction(sessions) as session:
-        assert jobs.claim(session, job_id)
+        assert jobs.claim(session, job_id, timedelta(minutes=1))
     with transaction(sessions) as session:
         assert jobs.finish(
             session,

@@ -10,7 +10,8 @@ from worker.labeling import hf
 def test_default_is_the_bundled_model_unquantized_on_cpu(tmp_path):
     plan = hf.plan_load(Settings(model_dir=tmp_path, device="cpu", _env_file=None))
     assert plan.bundled is not None and plan.device == "cpu"
-    assert plan.source == str(tmp_path / "qwen2.5-coder-1.5b-instruct-hf")
+    dtype_name = str(plan.kwargs["dtype"]).removeprefix("torch.")
+    assert plan.source == str(tmp_path / f"qwen2.5-coder-1.5b-instruct-{dtype_name}")
     assert "quantization_config" not in plan.kwargs
     assert plan.kwargs["dtype"] in (torch.bfloat16, torch.float32)
 

@@ -39,7 +39,7 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
-        return error_response(exc.status, exc.code, exc.message)
+        return _maybe_page(exc.status, exc.code, exc.message)
 
     @app.errorhandler(CorpusError)
     def _corpus_error(exc: CorpusError):

@@ -38,6 +38,8 @@ def runner() -> JobRunner:
             embedding_model_name=settings.embedding_model,
             config=PipelineConfig(embedding_batch_size=settings.embedding_batch_size, doc_words=settings.llm_doc_words),
             models=_loaded_models,
+            heartbeat_seconds=settings.heartbeat_seconds,
+            stale_after=settings.stale_job_after,
         )
     return _runner
 
@@ -66,8 +68,9 @@ def _heartbeat(hostname: str, stop: threading.Event) -> None:
 _stop = threading.Event()
 
 
-@signals.worker_init.connect
+@signals.worker_ready.connect
 def _load_models_at_start(sender=None, **_kwargs) -> None:
+    """Runs once the worker is connected and its logging is set up; the solo pool takes no job until it returns."""
     hostname = getattr(sender, "hostname", None) or f"worker@{socket.gethostname()}:{os.getpid()}"
     threading.Thread(target=_heartbeat, args=(hostname, _stop), daemon=True, name="topicq-heartbeat").start()
     if settings.load_models_on_start:
@@ -75,9 +78,11 @@ def _load_models_at_start(sender=None, **_kwargs) -> None:
         try:
             model_registry.get_models(settings)
         except Exception:
-            _state["status"] = "model loading failed (see the worker log)"
-            log.exception("could not load the models")
-            raise
+            # Celery swallows errors raised in signal handlers: exit, so a supervisor sees the failure
+            # instead of a worker that takes jobs it cannot run.
+            log.exception("could not load the models; the worker exits")
+            logging.shutdown()
+            os._exit(3)
     _state.update(ready=True, status="ready")
 
 

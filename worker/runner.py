@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,6 +31,32 @@ USER_SAFE_ERROR = "the topic pipeline failed on this corpus; the worker log has 
 
 class JobCancelled(Exception):
     """The job's row left the running state while it ran."""
+
+
+class JobHeartbeat:
+    """Marks the job alive every ``interval`` seconds from a side thread, also through long silent stages
+    (UMAP reports nothing for minutes), so that recovery never takes a live job for a dead one."""
+
+    def __init__(self, factory: sessionmaker[Session], job_id: str, interval: float) -> None:
+        self.factory, self.job_id, self.interval = factory, job_id, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"heartbeat-{job_id[:8]}")
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                with transaction(self.factory) as session:
+                    jobs.beat(session, self.job_id)
+            except Exception as exc:  # the database away for a moment: the next beat tries again
+                log.warning("job heartbeat failed: %s", exc)
+
+    def __enter__(self) -> JobHeartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 class ProgressReporter:
@@ -68,11 +96,13 @@ class JobRunner:
     embedding_model_name: str
     config: PipelineConfig
     models: Callable[[], tuple[object, object]]  # () -> (embedder, labeler), loaded once per process
+    heartbeat_seconds: float = 5.0
+    stale_after: timedelta = timedelta(minutes=1)
 
     def run(self, job_id: str) -> str:
         """Run one job to its end; returns the status it ended in (or 'skipped' when it was not queued)."""
         with transaction(self.factory) as session:
-            if not jobs.claim(session, job_id):
+            if not jobs.claim(session, job_id, self.stale_after):
                 log.info("job %s is not queued; skipping (a re-delivery or a cancelled job)", job_id)
                 return "skipped"
             job = jobs.get_job(session, job_id)
@@ -80,7 +110,8 @@ class JobRunner:
             texts = jobs.load_documents(session, job_id)
         # The session is closed here: no connection is held during minutes of model work.
         try:
-            result = self._compute(job_id, texts, params)
+            with JobHeartbeat(self.factory, job_id, self.heartbeat_seconds):
+                result = self._compute(job_id, texts, params)
         except JobCancelled:
             log.info("job %s was cancelled while running", job_id)
             return "cancelled"

@@ -102,13 +102,13 @@ def assemble_gguf(model: BundledModel, model_dir: Path) -> Path:
     return target
 
 
-def prepared_dir(model: BundledModel, model_dir: Path) -> Path:
-    return model_dir / f"{model.name}-hf"
+def prepared_dir(model: BundledModel, model_dir: Path, dtype) -> Path:
+    return model_dir / f"{model.name}-{str(dtype).removeprefix('torch.')}"
 
 
 def prepare(model: BundledModel, model_dir: Path, dtype) -> Path:
     """A transformers-loadable folder of the model: dequantized from the GGUF once, then reused."""
-    folder = prepared_dir(model, model_dir)
+    folder = prepared_dir(model, model_dir, dtype)
     if (folder / "config.json").exists():
         return folder
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
@@ -122,8 +122,8 @@ def prepare(model: BundledModel, model_dir: Path, dtype) -> Path:
     staging = folder.with_name(folder.name + f".partial.{os.getpid()}")
     llm.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
-    if folder.exists():  # another worker finished first
-        shutil.rmtree(staging)
-    else:
+    try:
         staging.replace(folder)
+    except OSError:  # another worker finished first
+        shutil.rmtree(staging)
     return folder

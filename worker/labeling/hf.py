@@ -57,7 +57,7 @@ def plan_load(settings: Settings) -> LoadPlan:
         kwargs["dtype"] = resolve_dtype(settings.llm_dtype, device)
         if device == "cuda":
             kwargs["device_map"] = "cuda"
-    source = str(bundled.prepared_dir(model, settings.model_dir)) if model else settings.llm_model
+    source = str(bundled.prepared_dir(model, settings.model_dir, kwargs.get("dtype"))) if model else settings.llm_model
     return LoadPlan(source=source, kwargs=kwargs, bundled=model, device=device)
 
 

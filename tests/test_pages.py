@@ -1,0 +1,47 @@
+"""The HTML pages, on a real database and queue."""
+
+import re
+
+from tests.factories import make_finished_job, make_job
+
+DOCS = "\n".join(f"document {i} about gardening and tomatoes" for i in range(8))
+
+
+def test_form_submission_lands_on_the_job_page(client):
+    response = client.post("/jobs", data={"text": DOCS, "name": "garden", "generate_labels": ["false", "true"], "nr_topics": ""})
+    assert response.status_code == 303
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "garden" in page and "8 documents" in page
+    assert 'id="bar"' in page and "queued" in page
+
+
+def test_form_errors_are_shown_on_the_form(client):
+    response = client.post("/jobs", data={"text": "too\nfew"})
+    assert response.status_code == 400
+    assert "a job needs at least 5 non-empty documents, got 2" in response.get_data(as_text=True)
+    response = client.post("/jobs", data={"text": DOCS, "min_topic_size": "1"})
+    assert response.status_code == 400
+    assert "min_topic_size" in response.get_data(as_text=True)
+
+
+def test_results_page_escapes_what_the_llm_wrote(client, sessions):
+    job_id = make_finished_job(sessions, label="<script>alert(1)</script> Topic")
+    page = client.get(f"/jobs/{job_id}").get_data(as_text=True)
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; Topic" in page
+    assert "2 topics" in page and "10 outliers" in page
+    assert f"/api/v1/jobs/{job_id}/topics.csv" in page
+
+
+def test_index_lists_jobs_and_the_job_page_can_cancel(client, sessions):
+    job_id = make_job(sessions, name="listed job")
+    assert "listed job" in client.get("/").get_data(as_text=True)
+    response = client.post(f"/jobs/{job_id}/cancel")
+    assert response.status_code == 303
+    assert "This job was cancelled" in client.get(f"/jobs/{job_id}").get_data(as_text=True)
+
+
+def test_unknown_job_page_is_an_html_404(client):
+    response = client.get("/jobs/does-not-exist")
+    assert response.status_code == 404
+    assert re.search(r"<h1>Error 404</h1>", response.get_data(as_text=True))

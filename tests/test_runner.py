@@ -1,0 +1,171 @@
+"""The job runner on a real database with the real embedding model (labels from a scripted labeler here;
+the end-to-end test uses the real LLM)."""
+
+import numpy as np
+import pytest
+
+from shared import jobs
+from shared.db import transaction
+from shared.settings import Settings
+from shared.storage import LocalArtifactStore
+from tests.conftest import read_corpus
+from tests.factories import make_job
+from worker.pipeline.run import PipelineConfig
+from worker.runner import USER_SAFE_ERROR, JobRunner
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from worker.models import load_embedder
+
+    return load_embedder(Settings(device="cpu", _env_file=None))
+
+
+@pytest.fixture(scope="session")
+def corpus_texts():
+    """180 Python-docs paragraphs from three distinct chapters."""
+    records = read_corpus("python_docs.jsonl")
+    chapters = ("Internet Protocols and Support", "Numeric and Mathematical Modules", "File and Directory Access")
+    texts = []
+    for chapter in chapters:
+        texts += [r["text"] for r in records if r["label"] == chapter and len(r["text"].split()) >= 12][:60]
+    return texts
+
+
+class ScriptedLabeler:
+    """Answers like a chatty LLM would; records what it was asked."""
+
+    name = "scripted"
+
+    def __init__(self):
+        self.conversations = []
+
+    def generate(self, conversations, on_progress=None):
+        self.conversations += conversations
+        answers = [f'Label: "Topic number {i}".\nBecause...' for i in range(len(conversations))]
+        if answers:
+            answers[-1] = "   "  # nothing usable: falls back to keywords
+        if on_progress:
+            on_progress(len(conversations))
+        return answers
+
+
+def make_runner(sessions, tmp_path, embedder, labeler=None):
+    return JobRunner(
+        factory=sessions,
+        store=LocalArtifactStore(tmp_path / "artifacts"),
+        embedding_model_name="test-model",
+        config=PipelineConfig(embedding_batch_size=32, doc_words=40),
+        models=lambda: (embedder, labeler),
+    )
+
+
+def test_a_job_runs_to_topics_labels_and_document_results(sessions, tmp_path, embedder, corpus_texts):
+    labeler = ScriptedLabeler()
+    job_id = make_job(sessions, corpus_texts, params={"min_topic_size": 10})
+    assert make_runner(sessions, tmp_path, embedder, labeler).run(job_id) == "succeeded"
+
+    with sessions() as session:
+        job = jobs.get_job(session, job_id)
+        topics = jobs.topics_of(session, job_id)
+        doc_topics = jobs.load_array(session, job_id, "topic")
+        xs = jobs.load_array(session, job_id, "x")
+    assert job.status == "succeeded" and job.stage == "done" and job.progress == 1.0
+    assert job.started_at is not None and job.finished_at is not None
+    assert len(topics) >= 3 and job.n_topics == len(topics)
+    assert len(doc_topics) == len(corpus_texts) == len(xs) and np.isfinite(xs).all()
+    assert job.n_outliers == int((doc_topics == -1).sum())
+    for topic in topics:
+        assert topic.size == int((doc_topics == topic.topic).sum())
+        assert len(topic.keywords) == 10 and len(topic.representations["KeyBERT"]) > 0 and topic.representations["MMR"]
+        assert 1 <= len(topic.representative_docs) <= 5
+        assert all(doc_topics[i] == topic.topic for i in topic.representative_docs)
+    # Labels: cleaned LLM answers, the unusable one replaced by keywords and marked so.
+    assert [t.label for t in topics[:-1]] == [f"Topic number {i}" for i in range(len(topics) - 1)]
+    assert topics[-1].label_source == "keywords" and topics[-1].label == ", ".join(topics[-1].keywords[:4])
+    # Each prompt carried that topic's keywords.
+    assert all(", ".join(t.keywords) in c[-1]["content"] for t, c in zip(topics, labeler.conversations))
+
+
+def test_same_documents_reuse_their_embeddings(sessions, tmp_path, embedder, corpus_texts, monkeypatch):
+    runner = make_runner(sessions, tmp_path, embedder)
+    first = make_job(sessions, corpus_texts, params={"generate_labels": False})
+    assert runner.run(first) == "succeeded"
+    assert len(list((tmp_path / "artifacts" / "embeddings").glob("*.npy"))) == 1
+
+    import worker.pipeline.run as run_module
+
+    def must_not_embed(*_args, **_kwargs):
+        raise AssertionError("embeddings were computed again")
+
+    monkeypatch.setattr(run_module, "embed", must_not_embed)
+    second = make_job(sessions, corpus_texts, params={"generate_labels": False, "min_topic_size": 20})
+    assert runner.run(second) == "succeeded"
+
+
+def test_a_cancelled_job_never_starts(sessions, tmp_path):
+    job_id = make_job(sessions)
+    with transaction(sessions) as session:
+        assert jobs.cancel(session, job_id)
+
+    def no_models():
+        raise AssertionError("a cancelled job must not reach the models")
+
+    runner = make_runner(sessions, tmp_path, None)
+    runner.models = no_models
+    assert runner.run(job_id) == "skipped"
+    with sessions() as session:
+        assert jobs.get_job(session, job_id).status == "cancelled"
+
+
+def test_a_redelivered_job_runs_only_once(sessions, tmp_path, embedder, corpus_texts):
+    job_id = make_job(sessions, corpus_texts[:60], params={"generate_labels": False})
+    runner = make_runner(sessions, tmp_path, embedder)
+    assert runner.run(job_id) == "succeeded"
+    assert runner.run(job_id) == "skipped"
+
+
+def test_a_failing_job_is_marked_failed_with_a_user_safe_message(sessions, tmp_path):
+    class BrokenEmbedder:
+        def encode(self, *_args, **_kwargs):
+            raise RuntimeError("CUDA error: secret internal detail at /home/op/model.py:12")
+
+    job_id = make_job(sessions)
+    assert make_runner(sessions, tmp_path, BrokenEmbedder()).run(job_id) == "failed"
+    with sessions() as session:
+        job = jobs.get_job(session, job_id)
+    assert job.status == "failed" and job.error == USER_SAFE_ERROR and job.finished_at is not None
+
+
+def test_cancelling_a_running_job_stops_it_without_results(sessions, tmp_path, embedder, corpus_texts):
+    job_id = make_job(sessions, corpus_texts)
+
+    class CancelMidway:
+        """Embeds for real, but the user cancels after the first batch."""
+
+        def encode(self, texts, **kwargs):
+            with transaction(sessions) as session:
+                jobs.cancel(session, job_id)
+            return embedder.encode(texts, **kwargs)
+
+    assert make_runner(sessions, tmp_path, CancelMidway()).run(job_id) == "cancelled"
+    with sessions() as session:
+        assert jobs.get_job(session, job_id).status == "cancelled"
+        assert jobs.topics_of(session, job_id) == []
+
+
+def test_a_job_orphaned_by_a_dead_worker_is_taken_over_but_a_live_one_is_not(sessions, tmp_path, embedder, corpus_texts):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from shared.models import Job, utcnow
+
+    job_id = make_job(sessions, corpus_texts[:60], params={"generate_labels": False})
+    with transaction(sessions) as session:
+        assert jobs.claim(session, job_id, timedelta(minutes=1))  # a worker took it...
+    runner = make_runner(sessions, tmp_path, embedder)
+    assert runner.run(job_id) == "skipped"  # ...and is alive: a re-delivery leaves it alone
+    with transaction(sessions) as session:  # ...then that worker died two minutes ago
+        session.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=utcnow() - timedelta(minutes=2)))
+    assert runner.run(job_id) == "succeeded"
