@@ -35,7 +35,7 @@ test: install
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install
-	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.pipeline
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.service --corpus python_docs --n 2000
 
 clean:
 	rm -rf $(VENV) .pytest_cache

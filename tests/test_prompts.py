@@ -35,3 +35,22 @@ def test_clean_label(raw, expected):
 def test_keyword_label_is_the_top_keywords():
     assert keyword_label(["a", "b", "c", "d", "e"]) == "a, b, c, d"
     assert keyword_label([]) == "(no keywords)"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        # Shapes of answers Llama-2-chat and Qwen give to the recipe's prompt.
+        ("  Sure, here is a short label for this topic:\n\nEnvironmental impacts of eating meat", "Environmental impacts of eating meat"),
+        ("Sure! Here's a short label for the topic:\n\n\"Eating Meat and the Environment\"", "Eating Meat and the Environment"),
+        ("Certainly! The label is: Qt Framework", "Qt Framework"),
+        ("Based on the documents and keywords, the label is:\nTeX Live", "TeX Live"),
+        ("**Label:** Sequence Alignment and Analysis", "Sequence Alignment and Analysis"),
+        ("1. Audio Processing Toolkit\n2. Sound libraries", "Audio Processing Toolkit"),
+        ("- Go Programming Language", "Go Programming Language"),
+        ("Short label: GNOME Desktop Extensions.", "GNOME Desktop Extensions"),
+        ("Sure, here is a short label for this topic:", None),
+    ],
+)
+def test_clean_label_drops_preambles_and_markup(raw, expected):
+    assert clean_label(raw) == expected

@@ -3,6 +3,7 @@ optionally in the recipe's 4-bit NF4 (bitsandbytes, double quantization, bfloat1
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Sequence
@@ -10,11 +11,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from transformers import DynamicCache, StoppingCriteria, StoppingCriteriaList
 
 from shared.settings import Settings
 from worker.devices import resolve_device, resolve_dtype
 from worker.labeling import bundled
 from worker.labeling.base import Messages, OnProgress
+from worker.labeling.prompts import clean_label
 
 log = logging.getLogger(__name__)
 
@@ -61,16 +64,49 @@ def plan_load(settings: Settings) -> LoadPlan:
     return LoadPlan(source=source, kwargs=kwargs, bundled=model, device=device)
 
 
-class HFLabeler:
-    """Greedy, batched generation; each answer is cut at its first newline."""
+class LabelLineDone(StoppingCriteria):
+    """Stops a row once it has written a usable label line and then a newline.
 
-    def __init__(self, model, tokenizer, *, max_new_tokens: int, batch_size: int, name: str) -> None:
+    Stopping at the first newline alone would cut "Sure, here is a label:\n\nQt Framework" before the label.
+    """
+
+    def __init__(self, tokenizer, prompt_length: int) -> None:
+        self.tokenizer = tokenizer
+        self.prompt_length = prompt_length
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_length :], skip_special_tokens=True)
+        done = [("\n" in text and clean_label(text.rsplit("\n", 1)[0]) is not None) for text in texts]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+@dataclass
+class Prefix:
+    """The KV cache of the tokens every label prompt starts with (system prompt and worked example)."""
+
+    text: str
+    ids: torch.Tensor  # (1, P)
+    cache: DynamicCache
+
+
+class HFLabeler:
+    """Greedy generation in batches of similar prompt length, reusing the shared prefix's KV cache.
+
+    Rows of a batch are laid out as ``[shared prefix][padding][this topic's prompt]``: the prefix comes from
+    the cache, the padding is masked out, and position ids follow the mask, so each row computes what it
+    would alone. Nothing of one call is kept for the next but the prefix, which holds no user text.
+    """
+
+    def __init__(
+        self, model, tokenizer, *, max_new_tokens: int, batch_size: int, name: str, reuse_prefix: bool = True
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
         self.name = name
-        tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
+        self.reuse_prefix = reuse_prefix
+        self._prefixes: dict[str, Prefix] = {}
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
 
@@ -103,29 +139,73 @@ class HFLabeler:
     def render(self, conversation: Messages) -> str:
         return self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
 
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False).input_ids
+
+    def _prefix(self, conversation: Messages, rendered: str) -> Prefix | None:
+        """The cached shared prefix of a rendered prompt, or None if the template does not split cleanly."""
+        if not self.reuse_prefix or len(conversation) < 2:
+            return None
+        text = self.tokenizer.apply_chat_template(conversation[:-1], tokenize=False, add_generation_prompt=False)
+        if not rendered.startswith(text):
+            return None
+        if text not in self._prefixes:
+            ids = torch.tensor([self._encode(text)], device=self.model.device)
+            cache = DynamicCache(config=self.model.config)
+            self.model(input_ids=ids, cache=cache, use_cache=True)
+            self._prefixes[text] = Prefix(text, ids, cache)
+        return self._prefixes[text]
+
     @torch.inference_mode()
     def generate(self, conversations: Sequence[Messages], on_progress: OnProgress | None = None) -> list[str]:
-        prompts = [self.render(c) for c in conversations]
-        lengths = [len(self.tokenizer(p, add_special_tokens=False).input_ids) for p in prompts]
-        # Batches of similar length waste little on padding; answers go back in the callers' order.
-        order = sorted(range(len(prompts)), key=lambda i: lengths[i])
-        answers: list[str] = [""] * len(prompts)
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
-            encoded = self.tokenizer(
-                [prompts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False
-            ).to(self.model.device)
-            output = self.model.generate(
-                **encoded,
-                max_new_tokens=self.max_new_tokens,
-                do_sample=False,
-                stop_strings=["\n"],
-                tokenizer=self.tokenizer,
-                pad_token_id=self.tokenizer.pad_token_id,
-            )
-            new_tokens = output[:, encoded["input_ids"].shape[1] :]
-            for i, text in zip(batch, self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
+        rendered = [self.render(c) for c in conversations]
+        prefixes = [self._prefix(c, r) for c, r in zip(conversations, rendered)]
+        suffixes = [self._encode(r[len(p.text) :] if p else r) for r, p in zip(rendered, prefixes)]
+        # Batches share one prefix and have similar lengths; answers go back in the callers' order.
+        order = sorted(range(len(rendered)), key=lambda i: (prefixes[i].text if prefixes[i] else "", len(suffixes[i])))
+        answers: list[str] = [""] * len(rendered)
+        done = 0
+        for group in _groups(order, lambda i: prefixes[i].text if prefixes[i] else None, self.batch_size):
+            texts = self._generate_batch(prefixes[group[0]], [suffixes[i] for i in group])
+            for i, text in zip(group, texts):
                 answers[i] = text
+            done += len(group)
             if on_progress is not None:
-                on_progress(min(start + self.batch_size, len(order)))
+                on_progress(done)
         return answers
+
+    def _generate_batch(self, prefix: Prefix | None, suffixes: list[list[int]]) -> list[str]:
+        width = max(len(s) for s in suffixes)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(s)) + s for s in suffixes], device=self.model.device)
+        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in suffixes], device=self.model.device)
+        kwargs = {}
+        if prefix is not None:
+            rows = len(suffixes)
+            ids = torch.cat([prefix.ids.expand(rows, -1), ids], dim=1)
+            mask = torch.cat([torch.ones_like(prefix.ids).expand(rows, -1), mask], dim=1)
+            cache = copy.deepcopy(prefix.cache)  # generate() extends the cache it is given
+            cache.batch_repeat_interleave(rows)
+            kwargs["cache"] = cache
+        output = self.model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=self.max_new_tokens,
+            do_sample=False,
+            stopping_criteria=StoppingCriteriaList([LabelLineDone(self.tokenizer, ids.shape[1])]),
+            pad_token_id=pad,
+            **kwargs,
+        )
+        return self.tokenizer.batch_decode(output[:, ids.shape[1] :], skip_special_tokens=True)
+
+
+def _groups(order: list[int], key, size: int):
+    """Consecutive runs of ``order`` with the same key, cut into lists of at most ``size``."""
+    batch: list[int] = []
+    for i in order:
+        if batch and (len(batch) == size or key(batch[0]) != key(i)):
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch

@@ -53,18 +53,41 @@ def build_messages(
     ]
 
 
-_PREFIX = re.compile(r"^\s*(?:topic\s+label|label|topic|title)\s*[:\-]\s*", re.IGNORECASE)
+_PREFIX = re.compile(
+    r"^\s*(?:[-*#>]+\s*|\d+[.)]\s+)?(?:\*\*)?(?:short\s+|topic\s+|suggested\s+|possible\s+)*(?:label|topic|title|answer)"
+    r"(?:\s+for\s+this\s+topic)?\s*(?:\*\*)?\s*[:\-–]\s*",
+    re.IGNORECASE,
+)
+_PREAMBLE = re.compile(
+    r"^\s*(?:sure|certainly|of course|okay|ok|absolutely|great|here(?:'s|\s+is|\s+are)|based on|the (?:short )?label|"
+    r"i would|i'd|this topic|a (?:short|possible) label)\b",
+    re.IGNORECASE,
+)
+_LEADING = re.compile(r"^\s*(?:[-*#>]+\s*|\d+[.)]\s+)")
 _QUOTES = "\"'`“”‘’*_ "
 
 
 def clean_label(raw: str) -> str | None:
-    """The first non-empty line, without a 'Label:' prefix, quotes or a trailing period; None if nothing is left."""
-    line = next((ln for ln in raw.splitlines() if ln.strip()), "")
-    line = _PREFIX.sub("", line).strip().strip(_QUOTES + ".").strip()
-    if not line:
-        return None
-    words = line.split()
-    return " ".join(words[:MAX_LABEL_WORDS])
+    """A short label out of what an LLM answered, or None if nothing usable is in it.
+
+    Takes the first line that is not a preamble ("Sure, here is a short label:"), drops "Label:" and
+    similar prefixes, list markers, markdown and quotes and a final period, and keeps at most ten words.
+    "Sure! The label is: Qt Framework" gives "Qt Framework".
+    """
+    for line in raw.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        if _PREAMBLE.match(line):
+            head, sep, tail = line.partition(":")
+            if not sep or not tail.strip():
+                continue  # a preamble line alone: the label follows on a later line
+            line = tail
+        line = _PREFIX.sub("", line)
+        line = _LEADING.sub("", line).strip().strip(_QUOTES + ".").strip()
+        if line:
+            return " ".join(line.split()[:MAX_LABEL_WORDS])
+    return None
 
 
 def keyword_label(keywords: Sequence[str], n: int = 4) -> str:

@@ -1,0 +1,84 @@
+"""Submit-to-done benchmark of the whole service, as a user runs it.
+
+Starts `topicq up` in a temporary data directory, submits N documents of a labelled corpus from
+../shared/data over the HTTP API, and prints the wall time from submit to done, the time in each stage,
+the number of topics, the outlier share, agreement with the corpus labels, and the labels beside their
+keywords.
+
+    python -m bench.service --corpus python_docs --n 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from sklearn.metrics import adjusted_mutual_info_score, normalized_mutual_info_score
+
+from cli.local_service import LocalService, service_env
+from cli.redis_server import free_port
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def sample(corpus: str, n: int) -> list[dict]:
+    """n records spread evenly over the corpus file (it is sorted by id, so every k-th line mixes labels)."""
+    lines = (DATA / f"{corpus}.jsonl").read_text().splitlines()
+    step = max(1, len(lines) // n)
+    return [json.loads(line) for line in lines[::step][:n]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", default="python_docs", choices=["python_docs", "news_sections"])
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--params", default="{}", help="job params as JSON")
+    args = parser.parse_args()
+    records = sample(args.corpus, args.n)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        service = LocalService(service_env(Path(tmp) / "var", free_port()), Path(tmp) / "up.log")
+        try:
+            started = time.perf_counter()
+            service.wait_ready()
+            print(f"service up and models loaded: {time.perf_counter() - started:.1f} s")
+            submitted = time.perf_counter()
+            job = service.post(
+                "/api/v1/jobs", json={"documents": [r["text"] for r in records], "params": json.loads(args.params)}
+            ).json()
+            accepted = time.perf_counter() - submitted
+            stage_started: dict[str, float] = {}
+
+            def done():
+                state = service.get(f"/api/v1/jobs/{job['id']}").json()
+                stage_started.setdefault(state["stage"], time.perf_counter())
+                return state if state["status"] in ("succeeded", "failed", "cancelled") else None
+
+            final = service.wait_until(done, 3600, "the job", every=0.25)
+            total = time.perf_counter() - submitted
+            topics = service.get(f"/api/v1/jobs/{job['id']}/topics").json()
+            docs = service.get(f"/api/v1/jobs/{job['id']}/documents?limit=10000").json()["documents"]
+        finally:
+            service.stop()
+
+    print(f"corpus: {args.corpus}, {len(records)} documents; status {final['status']}")
+    print(f"accepted (HTTP 202) in {accepted:.2f} s; submit to done: {total:.1f} s")
+    marks = sorted(stage_started.items(), key=lambda kv: kv[1]) + [("end", submitted + total)]
+    print("stages (as seen by polling): " + ", ".join(
+        f"{name} {end - start:.1f} s" for (name, start), (_, end) in zip(marks, marks[1:]) if name != "done"))
+    n_out = topics["n_outliers"]
+    print(f"topics: {len(topics['topics'])}; outliers: {n_out} ({100 * n_out / len(records):.1f}%)")
+    truth = [records[d["index"]]["label"] for d in docs]
+    found = [d["topic"] for d in docs]
+    print(f"agreement with the corpus labels: NMI {normalized_mutual_info_score(truth, found):.3f}, "
+          f"AMI {adjusted_mutual_info_score(truth, found):.3f}")
+    print(f"\n{'topic':>5} {'size':>5}  {'label':<45} keywords")
+    for t in topics["topics"]:
+        print(f"{t['topic']:>5} {t['size']:>5}  {t['label'][:45]:<45} {', '.join(t['keywords'])}")
+
+
+if __name__ == "__main__":
+    main()
