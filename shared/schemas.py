@@ -13,6 +13,16 @@ STAGES = ("queued", "embedding", "reducing", "clustering", "representing", "labe
 FINISHED = ("succeeded", "failed", "cancelled")
 
 
+def default_min_samples(min_topic_size: int) -> int:
+    """HDBSCAN min_samples: a fifth of min_cluster_size, at least 2.
+
+    HDBSCAN's own default (min_samples = min_cluster_size) with "eom" selection can swallow a corpus into one
+    cluster: 2,000 Python-docs paragraphs at min_cluster_size 22 gave 2 topics, one holding 97% of the
+    documents (NMI 0.03 against the chapters); min_samples 4-5 gave 25-28 topics (NMI 0.35-0.36).
+    """
+    return max(2, min_topic_size // 5)
+
+
 def default_min_topic_size(n_documents: int) -> int:
     """HDBSCAN min_cluster_size that grows with the corpus: about sqrt(n)/2, kept within [5, 500].
 
@@ -28,6 +38,9 @@ class JobParams(BaseModel):
 
     min_topic_size: int | None = Field(
         None, ge=2, le=100_000, description="HDBSCAN min_cluster_size; null: grows with the corpus (sqrt(n)/2)."
+    )
+    min_samples: int | None = Field(
+        None, ge=1, le=100_000, description="HDBSCAN min_samples; null: a fifth of the minimum topic size."
     )
     nr_topics: Literal["auto"] | Annotated[int, Field(ge=2, le=10_000)] | None = Field(
         None, description='Merge topics down to this many after clustering; "auto" lets BERTopic decide; null: keep.'

@@ -49,7 +49,7 @@ def test_submitting_json_stores_the_job_and_queues_its_id(client, settings, sess
     body = response.get_json()
     assert body["status"] == "queued" and body["stage"] == "queued" and body["progress"] == 0
     assert body["n_documents"] == 12 and body["name"] == "pets"
-    assert body["params"] == {"min_topic_size": 3, "nr_topics": "auto", "generate_labels": True}
+    assert body["params"] == {"min_topic_size": 3, "min_samples": None, "nr_topics": "auto", "generate_labels": True}
     assert response.headers["Location"] == f"/api/v1/jobs/{body['id']}"
     with sessions() as session:
         assert jobs.load_documents(session, body["id"]) == DOCS

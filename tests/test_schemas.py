@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from shared.schemas import JobParams, default_min_topic_size
+from shared.schemas import JobParams, default_min_samples, default_min_topic_size
 
 
 @pytest.mark.parametrize(
@@ -10,6 +10,11 @@ from shared.schemas import JobParams, default_min_topic_size
 )
 def test_default_min_topic_size_grows_with_the_corpus(n, expected):
     assert default_min_topic_size(n) == expected
+
+
+@pytest.mark.parametrize(("size", "expected"), [(5, 2), (10, 2), (22, 4), (171, 34)])
+def test_default_min_samples_is_a_fifth_of_the_topic_size(size, expected):
+    assert default_min_samples(size) == expected
 
 
 def test_nr_topics_accepts_auto_numbers_and_blank():

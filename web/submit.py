@@ -16,7 +16,7 @@ from web import context
 
 log = logging.getLogger(__name__)
 
-FORM_PARAMS = ("min_topic_size", "nr_topics", "generate_labels")
+FORM_PARAMS = ("min_topic_size", "min_samples", "nr_topics", "generate_labels")
 
 
 def params_from_form(form: MultiDict) -> JobParams:

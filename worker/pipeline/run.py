@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shared.schemas import JobParams, default_min_topic_size
+from shared.schemas import JobParams, default_min_samples, default_min_topic_size
 from worker.labeling.base import Labeler
 from worker.pipeline.cluster import cluster
 from worker.pipeline.embed import embed
@@ -78,7 +78,7 @@ def run_pipeline(
 
     progress("clustering", 0, 1)
     min_size = params.min_topic_size or default_min_topic_size(len(texts))
-    _, clusters = cluster(reduced, min_size)
+    _, clusters = cluster(reduced, min_size, params.min_samples or default_min_samples(min_size))
     progress("clustering", 1, 1)
     lap("clustering")
 
