@@ -75,9 +75,9 @@ def main() -> None:
     found = [d["topic"] for d in docs]
     print(f"agreement with the corpus labels: NMI {normalized_mutual_info_score(truth, found):.3f}, "
           f"AMI {adjusted_mutual_info_score(truth, found):.3f}")
-    print(f"\n{'topic':>5} {'size':>5}  {'label':<45} keywords")
+    print(f"\n{'topic':>5} {'size':>5}  {'label':<60} keywords")
     for t in topics["topics"]:
-        print(f"{t['topic']:>5} {t['size']:>5}  {t['label'][:45]:<45} {', '.join(t['keywords'])}")
+        print(f"{t['topic']:>5} {t['size']:>5}  {t['label'][:60]:<60} {', '.join(t['keywords'])}")
 
 
 if __name__ == "__main__":
