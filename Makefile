@@ -36,6 +36,7 @@ test: install
 
 bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.service --corpus python_docs --n 2000
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.labels
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -72,3 +72,25 @@ class JobArray(Base):
     dtype: Mapped[str] = mapped_column(String(8))  # numpy dtype string, e.g. "<i4", "<f4"
     length: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class LabelRun(Base):
+    """A labelling-only run over a finished job's topics (a re-label, optionally with a custom prompt).
+
+    When it succeeds the topics get its labels; ``previous_labels`` keeps the ones it replaced.
+    """
+
+    __tablename__ = "label_runs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    prompt: Mapped[str | None] = mapped_column(Text)  # None: the default prompt
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    error: Mapped[str | None] = mapped_column(Text)
+    labels: Mapped[dict[str, dict[str, str]] | None] = mapped_column(JSON)  # topic -> {label, label_source}
+    previous_labels: Mapped[dict[str, dict[str, str]] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

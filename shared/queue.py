@@ -14,6 +14,7 @@ from celery import Celery
 from shared.settings import Settings
 
 RUN_JOB = "topicq.run_job"
+RELABEL = "topicq.relabel"
 JOB_QUEUE = "topicq.jobs"
 WORKER_KEY_PREFIX = "topicq:worker:"
 
@@ -39,6 +40,11 @@ def make_celery(settings: Settings, name: str = "topicq") -> Celery:
 def enqueue_job(app: Celery, job_id: str) -> None:
     """Queue a job id; call only after the job row is committed."""
     app.send_task(RUN_JOB, args=[job_id], queue=JOB_QUEUE)
+
+
+def enqueue_relabel(app: Celery, run_id: str) -> None:
+    """Queue a re-label run id; call only after its row is committed."""
+    app.send_task(RELABEL, args=[run_id], queue=JOB_QUEUE)
 
 
 def redis_client(settings: Settings) -> redis.Redis:

@@ -6,8 +6,14 @@ import math
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+def _as_utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; every timestamp topicq writes is UTC.
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 STAGES = ("queued", "embedding", "reducing", "clustering", "representing", "labelling", "saving", "done")
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -88,18 +94,10 @@ class JobPublic(BaseModel):
     n_documents: int
     n_topics: int | None
     n_outliers: int | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None
+    finished_at: UtcDatetime | None
     params: dict[str, Any]
-
-    @field_validator("created_at", "started_at", "finished_at")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        # SQLite hands back naive datetimes; every timestamp topicq writes is UTC.
-        if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return value
 
 
 class TopicPublic(BaseModel):
@@ -137,3 +135,28 @@ class ErrorBody(BaseModel):
 
 class ErrorPublic(BaseModel):
     error: ErrorBody
+
+
+class RelabelCreate(BaseModel):
+    """Body of ``POST /api/v1/jobs/{id}/labels``: an optional custom main prompt with [DOCUMENTS]/[KEYWORDS]."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str | None = Field(None, max_length=4000)
+
+
+class LabelRunPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    job_id: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    prompt: str | None
+    progress: float
+    error: str | None
+    labels: dict[str, dict[str, str]] | None
+    previous_labels: dict[str, dict[str, str]] | None
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None
+    finished_at: UtcDatetime | None
+

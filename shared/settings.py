@@ -80,8 +80,11 @@ class Settings(BaseSettings):
     )
     llm_max_new_tokens: int = Field(24, ge=4, le=512, description="Cap on tokens generated per label.")
     llm_batch_size: int = Field(8, ge=1, description="Topics labelled per generate() call.")
-    llm_doc_words: int = Field(
-        80, ge=8, description="Each representative document is cut to this many words in the label prompt."
+    llm_doc_tokens: int = Field(
+        100,
+        ge=8,
+        description="Each representative document is cut to this many tokens in the label prompt, so five of them "
+        "fit even a 4k-token context.",
     )
     load_models_on_start: bool = Field(
         True, description="Worker loads its models at start (not on the first job); false only for tooling."

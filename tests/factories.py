@@ -5,9 +5,28 @@ from __future__ import annotations
 from datetime import timedelta
 
 import numpy as np
+from kombu import Connection
 
 from shared import jobs
 from shared.db import transaction
+from shared.queue import JOB_QUEUE
+
+
+def drain_queue(settings, task_name: str) -> list[str]:
+    """The ids waiting in the Redis queue, read the way a worker receives them; each must be a ``task_name``."""
+    ids = []
+    with Connection(settings.redis_url) as conn:
+        queue = conn.SimpleQueue(JOB_QUEUE)
+        while True:
+            try:
+                message = queue.get(block=False)
+            except queue.Empty:
+                break
+            assert message.headers["task"] == task_name
+            ids.append(message.payload[0][0])
+            message.ack()
+        queue.close()
+    return ids
 
 
 def make_job(sessions, texts: list[str] | None = None, params: dict | None = None, name: str = "test job") -> str:

@@ -4,30 +4,16 @@ import io
 import json
 
 import pytest
-from kombu import Connection
 
 from shared import jobs
-from shared.queue import JOB_QUEUE, RUN_JOB
-from tests.factories import make_finished_job, make_job
+from shared.queue import RUN_JOB
+from tests.factories import drain_queue, make_finished_job, make_job
 
 DOCS = [f"document {i} about {'cats and dogs' if i % 2 else 'stocks and bonds'}" for i in range(12)]
 
 
 def queued_job_ids(settings) -> list[str]:
-    """The job ids waiting in the Redis queue, read the way a worker would receive them."""
-    ids = []
-    with Connection(settings.redis_url) as conn:
-        queue = conn.SimpleQueue(JOB_QUEUE)
-        while True:
-            try:
-                message = queue.get(block=False)
-            except queue.Empty:
-                break
-            assert message.headers["task"] == RUN_JOB
-            ids.append(message.payload[0][0])
-            message.ack()
-        queue.close()
-    return ids
+    return drain_queue(settings, RUN_JOB)
 
 
 def assert_error(response, status: int, code: str, fragment: str = ""):

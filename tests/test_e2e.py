@@ -60,7 +60,7 @@ def test_submit_watch_and_browse_llm_labelled_topics(env, tmp_path):
 
         llm_labels = [t for t in topics if t["label_source"] == "llm"]
         assert len(llm_labels) >= 0.8 * len(topics)
-        assert len({t["label"].lower() for t in topics}) >= 0.8 * len(topics), "labels should tell topics apart"
+        assert len({t["label"].lower() for t in topics}) == len(topics), "labels should tell topics apart"
         for topic in topics:
             assert len(topic["keywords"]) == 10 and topic["representations"]["KeyBERT"] and topic["representations"]["MMR"]
             assert 1 <= len(topic["label"].split()) <= 10 and "\n" not in topic["label"]
@@ -89,6 +89,21 @@ def test_submit_watch_and_browse_llm_labelled_topics(env, tmp_path):
         assert f"outliers of {len(records)} documents" in submitted.stdout and "100%" in submitted.stdout
         status = subprocess.run([*cli, "status", job_id], env=env, capture_output=True, text=True, timeout=60)
         assert f"{job_id}  succeeded  stage=done  100%" in status.stdout
+
+        # Re-label with a custom prompt, without re-clustering: new labels, the old ones kept in the history.
+        prompt = "Keywords: [KEYWORDS]\nDocuments:\n[DOCUMENTS]\nGive this news topic a headline of at most four words."
+        run = service.post(f"/api/v1/jobs/{job_id}/labels", json={"prompt": prompt}).json()
+        runs = service.wait_until(
+            lambda: (r := service.get(f"/api/v1/jobs/{job_id}/labels").json()["runs"])[0]["status"] in ("succeeded", "failed") and r,
+            600, "the re-label run")
+        assert runs[0]["id"] == run["id"] and runs[0]["status"] == "succeeded"
+        assert runs[0]["previous_labels"] == {str(t["topic"]): {"label": t["label"], "label_source": t["label_source"]} for t in topics}
+        relabelled = service.get(f"/api/v1/jobs/{job_id}/topics").json()
+        assert {str(t["topic"]): t["label"] for t in relabelled["topics"]} == {k: v["label"] for k, v in runs[0]["labels"].items()}
+        assert [t["keywords"] for t in relabelled["topics"]] == [t["keywords"] for t in topics]
+        assert sum(t["label_source"] == "llm" for t in relabelled["topics"]) >= 0.8 * len(topics)
+        assert len({t["label"].lower() for t in relabelled["topics"]}) == len(topics)
+        result = relabelled
     finally:
         assert service.stop(), "processes of `topicq up` survived SIGTERM to its process group"
 

@@ -41,3 +41,10 @@ def test_nf4_without_cuda_is_a_clear_error(monkeypatch):
 def test_unknown_bundled_model_names_the_known_ones():
     with pytest.raises(RuntimeError, match="known: qwen2.5-coder-0.5b-instruct, qwen2.5-coder-1.5b-instruct"):
         hf.plan_load(Settings(llm_model="bundled:gpt-9", device="cpu", _env_file=None))
+
+
+def test_bundled_model_in_4bit_on_cuda_is_quantized_from_its_bfloat16_copy(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    plan = hf.plan_load(Settings(model_dir=tmp_path, llm_quantization="nf4", _env_file=None))
+    assert plan.source == str(tmp_path / "qwen2.5-coder-1.5b-instruct-bfloat16")
+    assert plan.kwargs["quantization_config"].bnb_4bit_quant_type == "nf4"

@@ -1,10 +1,19 @@
 import pytest
 
-from worker.labeling.prompts import EXAMPLE_ANSWER, SYSTEM_PROMPT, build_messages, clean_label, keyword_label
+from shared.prompts import (
+    EXAMPLE_ANSWER,
+    SYSTEM_PROMPT,
+    build_messages,
+    clean_label,
+    keyword_label,
+    truncate_words,
+    validate_template,
+    with_keyword,
+)
 
 
 def test_messages_carry_the_recipe_prompt_with_documents_and_keywords():
-    messages = build_messages(["first doc " * 200, "second doc"], ["tax", "budget"], doc_words=10)
+    messages = build_messages([truncate_words("first doc " * 200, 10), "second doc"], ["tax", "budget"])
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
     assert messages[0]["content"] == SYSTEM_PROMPT
     assert messages[2]["content"] == EXAMPLE_ANSWER
@@ -54,3 +63,18 @@ def test_keyword_label_is_the_top_keywords():
 )
 def test_clean_label_drops_preambles_and_markup(raw, expected):
     assert clean_label(raw) == expected
+
+
+def test_taken_labels_are_listed_in_the_retry_prompt():
+    main = build_messages(["doc"], ["kw"], taken=["Python Libraries", "Qt Framework"])[-1]["content"]
+    assert "already used for other topics: 'Python Libraries', 'Qt Framework'" in main
+
+
+def test_with_keyword_adds_the_first_keyword_not_in_the_label():
+    assert with_keyword("Python Libraries", ["python", "numpy", "arrays"], taken=set()) == "Python Libraries (numpy)"
+    assert with_keyword("A", ["b", "c"], taken={"a b"}) == "A (c)"
+
+
+def test_custom_templates_need_a_tag():
+    assert validate_template("Label this: [KEYWORDS]") is None
+    assert "must contain [KEYWORDS] or [DOCUMENTS]" in validate_template("Label this topic")

@@ -55,7 +55,7 @@ def make_runner(sessions, tmp_path, embedder, labeler=None):
         factory=sessions,
         store=LocalArtifactStore(tmp_path / "artifacts"),
         embedding_model_name="test-model",
-        config=PipelineConfig(embedding_batch_size=32, doc_words=40),
+        config=PipelineConfig(embedding_batch_size=32, doc_tokens=40),
         models=lambda: (embedder, labeler),
     )
 

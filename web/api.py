@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import text
 
-from shared import jobs
-from shared.queue import redis_client, worker_states
-from shared.schemas import DocumentResult, DocumentsPublic, JobCreate, JobPublic, TopicPublic, TopicsPublic
+from shared import jobs, label_runs
+from shared.prompts import validate_template
+from shared.queue import enqueue_relabel, redis_client, worker_states
+from shared.schemas import (
+    DocumentResult,
+    DocumentsPublic,
+    JobCreate,
+    JobPublic,
+    LabelRunPublic,
+    RelabelCreate,
+    TopicPublic,
+    TopicsPublic,
+)
 from web import context, submit
 from web.errors import ApiError
 
+log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__)
 API = "/api/v1"
 MAX_PAGE = 10_000
@@ -151,6 +163,46 @@ def get_documents(job_id: str):
         DocumentResult(index=i, topic=int(topic[i]), x=float(x[i]), y=float(y[i])) for i in range(offset, end)
     ]
     return jsonify(DocumentsPublic(documents=documents, total=job.n_documents).model_dump(mode="json"))
+
+
+def start_relabel(job_id: str, prompt: str | None):
+    """Queue a labelling-only run over a succeeded job's topics; returns the committed run."""
+    session = context.db()
+    job = job_or_404(job_id)
+    if job.status != "succeeded":
+        raise ApiError(409, "not_ready", f"job {job_id} is {job.status}; only a succeeded job can be re-labelled")
+    prompt = (prompt or "").strip() or None
+    if prompt is not None and (problem := validate_template(prompt)):
+        raise ApiError(400, "invalid_prompt", problem)
+    if label_runs.active_run(session, job_id) is not None:
+        raise ApiError(409, "relabel_in_progress", f"job {job_id} is being re-labelled already")
+    run = label_runs.create_run(session, job_id, prompt)
+    session.commit()  # commit first, then queue
+    try:
+        enqueue_relabel(context.celery(), run.id)
+    except Exception:
+        log.exception("re-label run %s is saved but could not be queued", run.id)
+    return run
+
+
+@bp.post(f"{API}/jobs/<job_id>/labels")
+def relabel(job_id: str):
+    body = request.get_json(silent=True) if request.content_length else {}
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "the request body is not a JSON object")
+    payload = RelabelCreate.model_validate(body)
+    run = start_relabel(job_id, payload.prompt)
+    return jsonify(run_json(run)), 202, {"Location": f"{API}/jobs/{job_id}/labels"}
+
+
+@bp.get(f"{API}/jobs/<job_id>/labels")
+def label_history(job_id: str):
+    job_or_404(job_id)
+    return jsonify({"runs": [run_json(r) for r in label_runs.runs_of(context.db(), job_id)]})
+
+
+def run_json(run) -> dict:
+    return LabelRunPublic.model_validate(run).model_dump(mode="json")
 
 
 @bp.get("/healthz")

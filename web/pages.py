@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, redirect, render_template, request, url_for
 
-from shared import corpus, jobs
+from shared import corpus, jobs, label_runs
+from shared.prompts import MAIN_PROMPT
 from shared.schemas import JobParams
 from web import context, submit
-from web.api import job_or_404, topics_payload
+from web.api import job_or_404, start_relabel, topics_payload
 
 bp = Blueprint("pages", __name__)
 
@@ -43,7 +44,17 @@ def create_job():
 def job_page(job_id: str):
     job = job_or_404(job_id)
     results = topics_payload(job_id) if job.status == "succeeded" else None
-    return render_template("job.html", job=job, results=results)
+    runs = label_runs.runs_of(context.db(), job_id)
+    return render_template("job.html", job=job, results=results, runs=runs, default_prompt=MAIN_PROMPT)
+
+
+@bp.post("/jobs/<job_id>/labels")
+def relabel(job_id: str):
+    prompt = request.form.get("prompt", "").replace("\r\n", "\n")  # browsers send CRLF line ends
+    if prompt.strip() == MAIN_PROMPT.strip():
+        prompt = ""  # unchanged: the run records the default prompt as such
+    start_relabel(job_id, prompt)
+    return redirect(url_for("pages.job_page", job_id=job_id), code=303)
 
 
 @bp.post("/jobs/<job_id>/cancel")

@@ -10,15 +10,17 @@ import logging
 import os
 import socket
 import threading
+from functools import lru_cache
 
 from celery import signals
 
 from shared.db import make_engine, make_session_factory
-from shared.queue import RUN_JOB, make_celery, publish_worker_state, redis_client
+from shared.queue import RELABEL, RUN_JOB, make_celery, publish_worker_state, redis_client
 from shared.settings import get_settings
 from shared.storage import LocalArtifactStore
 from worker import models as model_registry
 from worker.pipeline.run import PipelineConfig
+from worker.relabel import RelabelRunner
 from worker.runner import JobRunner
 
 log = logging.getLogger("topicq.worker")
@@ -27,16 +29,22 @@ settings = get_settings()
 app = make_celery(settings, name="topicq-worker")
 _state = {"ready": False, "status": "starting", "llm": settings.llm_model, "embedding": settings.embedding_model}
 _runner: JobRunner | None = None
+_relabeler: RelabelRunner | None = None
+
+
+@lru_cache
+def _sessions():
+    return make_session_factory(make_engine(settings))
 
 
 def runner() -> JobRunner:
     global _runner
     if _runner is None:
         _runner = JobRunner(
-            factory=make_session_factory(make_engine(settings)),
+            factory=_sessions(),
             store=LocalArtifactStore(settings.data_dir / "artifacts"),
             embedding_model_name=settings.embedding_model,
-            config=PipelineConfig(embedding_batch_size=settings.embedding_batch_size, doc_words=settings.llm_doc_words),
+            config=PipelineConfig(embedding_batch_size=settings.embedding_batch_size, doc_tokens=settings.llm_doc_tokens),
             models=_loaded_models,
             heartbeat_seconds=settings.heartbeat_seconds,
             stale_after=settings.stale_job_after,
@@ -49,10 +57,28 @@ def _loaded_models():
     return models.embedder, models.labeler
 
 
+def relabeler() -> RelabelRunner:
+    global _relabeler
+    if _relabeler is None:
+        _relabeler = RelabelRunner(
+            factory=_sessions(),
+            labeler=lambda: model_registry.get_models(settings).labeler,
+            doc_tokens=settings.llm_doc_tokens,
+            stale_after=settings.stale_job_after,
+        )
+    return _relabeler
+
+
 @app.task(name=RUN_JOB)
 def run_job(job_id: str) -> None:
     status = runner().run(job_id)
     log.info("job %s: %s", job_id, status)
+
+
+@app.task(name=RELABEL)
+def relabel(run_id: str) -> None:
+    status = relabeler().run(run_id)
+    log.info("re-label run %s: %s", run_id, status)
 
 
 def _heartbeat(hostname: str, stop: threading.Event) -> None:

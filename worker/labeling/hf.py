@@ -17,7 +17,7 @@ from shared.settings import Settings
 from worker.devices import resolve_device, resolve_dtype
 from worker.labeling import bundled
 from worker.labeling.base import Messages, OnProgress
-from worker.labeling.prompts import clean_label
+from shared.prompts import clean_label
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ class LoadPlan:
     kwargs: dict[str, Any]
     bundled: bundled.BundledModel | None
     device: str
+    prepared_dtype: torch.dtype = torch.bfloat16
 
 
 def quantization_for(settings: Settings, device: str, is_bundled: bool) -> str:
@@ -60,8 +61,10 @@ def plan_load(settings: Settings) -> LoadPlan:
         kwargs["dtype"] = resolve_dtype(settings.llm_dtype, device)
         if device == "cuda":
             kwargs["device_map"] = "cuda"
-    source = str(bundled.prepared_dir(model, settings.model_dir, kwargs.get("dtype"))) if model else settings.llm_model
-    return LoadPlan(source=source, kwargs=kwargs, bundled=model, device=device)
+    # A bundled GGUF is dequantized once to this precision (bitsandbytes quantizes from bfloat16 weights).
+    prepared_dtype = kwargs.get("dtype", torch.bfloat16)
+    source = str(bundled.prepared_dir(model, settings.model_dir, prepared_dtype)) if model else settings.llm_model
+    return LoadPlan(source=source, kwargs=kwargs, bundled=model, device=device, prepared_dtype=prepared_dtype)
 
 
 class LabelLineDone(StoppingCriteria):
@@ -116,7 +119,7 @@ class HFLabeler:
 
         plan = plan_load(settings)
         if plan.bundled is not None:
-            bundled.prepare(plan.bundled, settings.model_dir, plan.kwargs.get("dtype", torch.float32))
+            bundled.prepare(plan.bundled, settings.model_dir, plan.prepared_dtype)
         started = time.perf_counter()
         tokenizer = AutoTokenizer.from_pretrained(plan.source)
         model = AutoModelForCausalLM.from_pretrained(plan.source, **plan.kwargs)
@@ -141,6 +144,13 @@ class HFLabeler:
 
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False).input_ids
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        """``text`` cut to its first ``max_tokens`` tokens of this model (with " ..." where it was cut)."""
+        ids = self._encode(text)
+        if len(ids) <= max_tokens:
+            return text
+        return self.tokenizer.decode(ids[:max_tokens]).rstrip() + " ..."
 
     def _prefix(self, conversation: Messages, rendered: str) -> Prefix | None:
         """The cached shared prefix of a rendered prompt, or None if the template does not split cleanly."""

@@ -42,7 +42,7 @@ class PipelineResult:
 @dataclass
 class PipelineConfig:
     embedding_batch_size: int = 64
-    doc_words: int = 80
+    doc_tokens: int = 100
 
 
 def run_pipeline(
@@ -89,7 +89,7 @@ def run_pipeline(
 
     inputs = [LabelInput(r.keywords, [texts[i] for i in r.representative_docs]) for r in representations]
     labels = label_topics(
-        inputs, labeler if params.generate_labels else None, doc_words=config.doc_words, progress=progress
+        inputs, labeler if params.generate_labels else None, doc_budget=config.doc_tokens, progress=progress
     )
     lap("labelling")
     log.info("pipeline on %d documents: %s", len(texts), timings)

@@ -1,4 +1,4 @@
-"""The label prompt of the recipe (system prompt, one worked example, the main prompt) as chat messages.
+"""The label prompt of the recipe (system prompt, one worked example, the main prompt) and the label cleaner.
 
 The model's own chat template renders them, so the same messages serve Llama-2 and Qwen alike.
 """
@@ -28,6 +28,11 @@ The topic is described by the following keywords: '[KEYWORDS]'.
 
 Based on the information about the topic above, please create a short label of this topic. Make sure you to only return the label and nothing more."""
 
+TAKEN_NOTE = (
+    "These labels are already used for other topics: [TAKEN]. "
+    "Give this topic a short label that sets it apart from them."
+)
+
 MAX_LABEL_WORDS = 10
 
 
@@ -36,21 +41,39 @@ def truncate_words(text: str, max_words: int) -> str:
     return " ".join(words[:max_words]) + (" ..." if len(words) > max_words else "")
 
 
-def fill(template: str, documents: Sequence[str], keywords: Sequence[str], doc_words: int) -> str:
-    docs = "\n".join(f"- {truncate_words(doc, doc_words)}" for doc in documents)
+def fill(template: str, documents: Sequence[str], keywords: Sequence[str]) -> str:
+    docs = "\n".join(f"- {doc}" for doc in documents)
     return template.replace("[DOCUMENTS]", docs).replace("[KEYWORDS]", ", ".join(keywords))
 
 
 def build_messages(
-    documents: Sequence[str], keywords: Sequence[str], doc_words: int, template: str = MAIN_PROMPT
+    documents: Sequence[str],
+    keywords: Sequence[str],
+    template: str = MAIN_PROMPT,
+    taken: Sequence[str] = (),
 ) -> list[dict[str, str]]:
-    """Chat messages for one topic: system, worked example (user + assistant), then this topic."""
+    """Chat messages for one topic: system, worked example (user + assistant), then this topic.
+
+    ``documents`` arrive already cut to their budget; ``taken`` lists labels other topics already have.
+    """
+    main = fill(template, documents, keywords)
+    if taken:
+        main += "\n\n" + TAKEN_NOTE.replace("[TAKEN]", ", ".join(f"'{label}'" for label in taken))
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": EXAMPLE_PROMPT},
         {"role": "assistant", "content": EXAMPLE_ANSWER},
-        {"role": "user", "content": fill(template, documents, keywords, doc_words)},
+        {"role": "user", "content": main},
     ]
+
+
+def validate_template(template: str) -> str | None:
+    """Why a user's prompt template cannot be used, or None if it can."""
+    if "[KEYWORDS]" not in template and "[DOCUMENTS]" not in template:
+        return "the prompt must contain [KEYWORDS] or [DOCUMENTS], where the topic's keywords or documents go"
+    if len(template) > 4000:
+        return "the prompt may be at most 4000 characters"
+    return None
 
 
 _PREFIX = re.compile(
@@ -88,6 +111,20 @@ def clean_label(raw: str) -> str | None:
         if line:
             return " ".join(line.split()[:MAX_LABEL_WORDS])
     return None
+
+
+def normalized(label: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", label.lower()).split())
+
+
+def with_keyword(label: str, keywords: Sequence[str], taken: set[str]) -> str:
+    """``label`` made distinct by the topic's most distinctive keyword it does not already contain."""
+    words = set(normalized(label).split())
+    for keyword in keywords:
+        candidate = f"{label} ({keyword})"
+        if keyword.lower() not in words and normalized(candidate) not in taken:
+            return candidate
+    return label
 
 
 def keyword_label(keywords: Sequence[str], n: int = 4) -> str:

@@ -1,0 +1,73 @@
+"""Data access for re-label runs. Functions take a session and never commit."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from shared.models import LabelRun, Topic, utcnow
+
+ACTIVE = ("queued", "running")
+
+
+def create_run(session: Session, job_id: str, prompt: str | None) -> LabelRun:
+    run = LabelRun(id=str(uuid.uuid4()), job_id=job_id, status="queued", prompt=prompt, progress=0.0)
+    session.add(run)
+    session.flush()
+    return run
+
+
+def get_run(session: Session, run_id: str) -> LabelRun | None:
+    return session.get(LabelRun, run_id)
+
+
+def runs_of(session: Session, job_id: str) -> list[LabelRun]:
+    return list(session.scalars(select(LabelRun).where(LabelRun.job_id == job_id).order_by(LabelRun.created_at.desc())))
+
+
+def active_run(session: Session, job_id: str) -> LabelRun | None:
+    return session.scalars(select(LabelRun).where(LabelRun.job_id == job_id, LabelRun.status.in_(ACTIVE))).first()
+
+
+def claim_run(session: Session, run_id: str, stale_after: timedelta) -> bool:
+    """Like ``jobs.claim``: queued, or running on a worker silent for ``stale_after``."""
+    now = utcnow()
+    result = session.execute(
+        update(LabelRun)
+        .where(
+            LabelRun.id == run_id,
+            (LabelRun.status == "queued")
+            | ((LabelRun.status == "running") & (LabelRun.heartbeat_at < now - stale_after)),
+        )
+        .values(status="running", started_at=now, heartbeat_at=now, progress=0.0)
+    )
+    return result.rowcount == 1
+
+
+def report_run_progress(session: Session, run_id: str, progress: float) -> None:
+    session.execute(
+        update(LabelRun)
+        .where(LabelRun.id == run_id, LabelRun.status == "running")
+        .values(progress=progress, heartbeat_at=utcnow())
+    )
+
+
+def finish_run(session: Session, run: LabelRun, labels: dict[int, tuple[str, str]]) -> None:
+    """Give the job's topics the run's labels ``{topic: (label, source)}``, keeping the replaced ones on the run."""
+    topics = {t.topic: t for t in session.scalars(select(Topic).where(Topic.job_id == run.job_id))}
+    run.previous_labels = {str(k): {"label": t.label, "label_source": t.label_source} for k, t in topics.items()}
+    run.labels = {str(k): {"label": label, "label_source": source} for k, (label, source) in labels.items()}
+    for number, (label, source) in labels.items():
+        topics[number].label, topics[number].label_source = label, source
+    run.status, run.progress, run.finished_at = "succeeded", 1.0, utcnow()
+
+
+def fail_run(session: Session, run_id: str, message: str) -> None:
+    session.execute(
+        update(LabelRun)
+        .where(LabelRun.id == run_id, LabelRun.status.in_(ACTIVE))
+        .values(status="failed", error=message, finished_at=utcnow())
+    )

@@ -1,0 +1,61 @@
+"""The label stage's own logic (distinct labels, budgets, fallbacks) with a scripted labeler; the real LLM
+is exercised in test_labeler.py and the end-to-end test."""
+
+from worker.pipeline.label import LabelInput, label_topics
+
+
+class Scripted:
+    """Answers each round from a list of answer lists; records the conversations it got."""
+
+    name = "scripted"
+
+    def __init__(self, *rounds):
+        self.rounds = list(rounds)
+        self.asked = []
+
+    def generate(self, conversations, on_progress=None):
+        self.asked.append(conversations)
+        answers = self.rounds.pop(0)
+        assert len(answers) == len(conversations)
+        return answers
+
+    def truncate(self, text, max_tokens):
+        return " ".join(text.split()[:max_tokens]) + " [cut]"
+
+
+TOPICS = [
+    LabelInput(["python", "numpy", "arrays"], ["numpy arrays in python " * 20]),
+    LabelInput(["qt", "widgets", "gui"], ["qt widgets"]),
+    LabelInput(["python", "pandas", "frames"], ["pandas data frames"]),
+]
+
+
+def test_a_clashing_label_is_asked_again_with_the_taken_labels():
+    labeler = Scripted(["Python Libraries", "Qt Framework", "python libraries."], ["Pandas Data Frames"])
+    labels = label_topics(TOPICS, labeler, doc_budget=5)
+    assert [l.text for l in labels] == ["Python Libraries", "Qt Framework", "Pandas Data Frames"]
+    assert len(labeler.asked[1]) == 1
+    retry_prompt = labeler.asked[1][0][-1]["content"]
+    assert "'Python Libraries', 'Qt Framework'" in retry_prompt and "pandas, frames" in retry_prompt
+
+
+def test_a_clash_that_remains_is_settled_by_a_keyword():
+    labeler = Scripted(["Python Libraries", "Qt Framework", "Python Libraries"], ["Qt Framework"])
+    labels = label_topics(TOPICS, labeler, doc_budget=5)
+    assert [l.text for l in labels] == ["Python Libraries", "Qt Framework", "Python Libraries (pandas)"]
+    assert all(l.source == "llm" for l in labels)
+
+
+def test_documents_are_cut_to_the_budget_and_empty_answers_fall_back_to_keywords():
+    labeler = Scripted(["", "Qt Framework", "Pandas"])
+    labels = label_topics(TOPICS, labeler, doc_budget=5)
+    assert labels[0].text == "python, numpy, arrays" and labels[0].source == "keywords"
+    first_prompt = labeler.asked[0][0][-1]["content"]
+    assert "- numpy arrays in python numpy [cut]\n" in first_prompt
+
+
+def test_without_a_labeler_topics_are_named_by_distinct_keywords():
+    same = [LabelInput(["a", "b"], []), LabelInput(["a", "b", "c"], [])]
+    labels = label_topics(same, None, doc_budget=5)
+    assert [l.text for l in labels] == ["a, b", "a, b, c"]
+    assert {l.source for l in labels} == {"keywords"}

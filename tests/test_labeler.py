@@ -1,0 +1,54 @@
+"""The real bundled LLM: reusing the shared prefix's KV cache and batching change speed, never the labels.
+
+Greedy decoding in float32 here: bfloat16 rounds differently for different batch shapes, so a near-tie
+between two tokens could flip and the comparison would test rounding, not the code.
+"""
+
+import pytest
+
+from shared.prompts import build_messages, clean_label
+from shared.settings import Settings
+from tests.conftest import read_corpus
+
+
+@pytest.fixture(scope="module")
+def labeler():
+    from worker.labeling.hf import HFLabeler
+
+    labeler = HFLabeler.load(Settings(device="cpu", _env_file=None))
+    labeler.model = labeler.model.float()
+    return labeler
+
+
+@pytest.fixture(scope="module")
+def conversations(labeler):
+    records = read_corpus("python_docs.jsonl")
+    chapters = {
+        "Internet Protocols and Support": ["http", "url", "server", "request", "ftp", "smtp", "client", "protocol"],
+        "Numeric and Mathematical Modules": ["decimal", "float", "math", "fraction", "random", "precision"],
+        "File and Directory Access": ["path", "directory", "file", "glob", "os", "stat", "filename"],
+    }
+    out = []
+    for chapter, keywords in chapters.items():
+        docs = [r["text"] for r in records if r["label"] == chapter and len(r["text"].split()) > 15][:5]
+        out.append(build_messages([labeler.truncate(d, 30) for d in docs], keywords))
+    return out
+
+
+def test_prefix_cache_and_batching_give_the_labels_of_one_prompt_at_a_time(labeler, conversations):
+    labeler.reuse_prefix, labeler.batch_size = False, 1
+    plain = labeler.generate(conversations)
+    labeler.reuse_prefix = True
+    cached = labeler.generate(conversations)
+    labeler.batch_size = len(conversations)
+    batched = labeler.generate(conversations)
+
+    labels = [clean_label(answer) for answer in plain]
+    assert all(labels) and len(set(labels)) == len(labels), plain
+    assert cached == plain
+    assert batched == plain
+    # Stateless: all it keeps between calls is the shared prefix, unextended and free of any topic's text.
+    assert len(labeler._prefixes) == 1
+    (prefix,) = labeler._prefixes.values()
+    assert prefix.cache.get_seq_length() == prefix.ids.shape[1]
+    assert all(c[-1]["content"][:60] not in prefix.text for c in conversations)

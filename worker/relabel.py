@@ -1,0 +1,63 @@
+"""Runs one re-label: new labels for a finished job's topics, from their stored keywords and documents."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared import jobs, label_runs
+from shared.db import transaction
+from shared.prompts import MAIN_PROMPT
+from worker.labeling.base import Labeler
+from worker.pipeline.label import LabelInput, label_topics
+from worker.runner import USER_SAFE_ERROR
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RelabelRunner:
+    factory: sessionmaker[Session]
+    labeler: Callable[[], Labeler]  # loaded once per process
+    doc_tokens: int
+    stale_after: timedelta = timedelta(minutes=1)
+
+    def run(self, run_id: str) -> str:
+        with transaction(self.factory) as session:
+            if not label_runs.claim_run(session, run_id, self.stale_after):
+                return "skipped"
+            run = label_runs.get_run(session, run_id)
+            template = run.prompt or MAIN_PROMPT
+            topics = jobs.topics_of(session, run.job_id)
+            texts = jobs.document_texts(session, run.job_id, (i for t in topics for i in t.representative_docs))
+            inputs = [LabelInput(t.keywords, [texts[i] for i in t.representative_docs]) for t in topics]
+            numbers = [t.topic for t in topics]
+        try:
+            labels = label_topics(inputs, self.labeler(), doc_budget=self.doc_tokens, template=template,
+                                  progress=self._reporter(run_id))
+        except Exception:
+            log.exception("re-label run %s failed", run_id)
+            with transaction(self.factory) as session:
+                label_runs.fail_run(session, run_id, USER_SAFE_ERROR)
+            return "failed"
+        with transaction(self.factory) as session:
+            run = label_runs.get_run(session, run_id)
+            label_runs.finish_run(session, run, {n: (l.text, l.source) for n, l in zip(numbers, labels)})
+        return "succeeded"
+
+    def _reporter(self, run_id: str, interval: float = 0.5):
+        last = 0.0
+
+        def report(_stage: str, done: int, total: int) -> None:
+            nonlocal last
+            if time.monotonic() - last >= interval or done >= total:
+                last = time.monotonic()
+                with transaction(self.factory) as session:
+                    label_runs.report_run_progress(session, run_id, round(done / total, 4) if total else 1.0)
+
+        return report
