@@ -2,8 +2,8 @@
 labeller (shared-prefix KV cache, batches, stop after the label line, documents cut to a budget), on the
 same topics of a real corpus, the same model and the same prompt, side by side in one run.
 
-    python -m bench.labels                      # 2,000 Python-docs paragraphs, about 25 topics
-    python -m bench.labels --corpus news_sections --n-docs 800 --min-topic-size 15   # long articles: slow
+    python -m bench.labels       # the 10 largest topics of 800 news articles (the recipe's kind of corpus), ~10 min
+    python -m bench.labels --corpus python_docs --n-docs 2000 --min-topic-size 22 --max-topics 0   # short paragraphs
 """
 
 from __future__ import annotations
@@ -94,10 +94,10 @@ def recipe_prompt(tokenizer) -> str:
 
 def arguments(**defaults) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", default="python_docs", choices=["news_sections", "python_docs"])
-    parser.add_argument("--n-docs", type=int, default=2000)
-    parser.add_argument("--min-topic-size", type=int, default=22)
-    parser.add_argument("--max-topics", type=int, default=0, help="label only the largest N topics (0: all)")
+    parser.add_argument("--corpus", default="news_sections", choices=["news_sections", "python_docs"])
+    parser.add_argument("--n-docs", type=int, default=800)
+    parser.add_argument("--min-topic-size", type=int, default=15)
+    parser.add_argument("--max-topics", type=int, default=10, help="label only the largest N topics (0: all)")
     parser.add_argument("--llm-model", default=None, help="TOPICQ_LLM_MODEL for this run (a hub id or a path)")
     parser.add_argument("--quantization", default="auto", choices=["auto", "none", "nf4"])
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

@@ -11,7 +11,7 @@ import numpy as np
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from shared.models import Document, Job, JobArray, Topic, utcnow
+from shared.models import Document, Job, JobArray, Theme, Topic, utcnow
 
 INSERT_BATCH = 5_000
 
@@ -27,6 +27,16 @@ class TopicRow:
     keywords: list[str]
     representations: dict[str, list[str]]
     representative_docs: list[int]
+    theme: int | None = None
+
+
+@dataclass(frozen=True)
+class ThemeRow:
+    theme: int
+    label: str
+    label_source: str
+    topics: list[int]
+    size: int
 
 
 def create_job(
@@ -120,6 +130,8 @@ def finish(
     topics: Sequence[TopicRow],
     arrays: dict[str, np.ndarray],
     n_outliers: int,
+    themes: Sequence[ThemeRow] = (),
+    scores: dict | None = None,
 ) -> bool:
     """Store the results and mark the job succeeded; False (nothing stored) if it is no longer running."""
     result = session.execute(
@@ -131,14 +143,16 @@ def finish(
             progress=1.0,
             n_topics=len(topics),
             n_outliers=n_outliers,
+            scores=scores,
             finished_at=utcnow(),
         )
     )
     if result.rowcount != 1:
         return False
-    session.execute(delete(Topic).where(Topic.job_id == job_id))
-    session.execute(delete(JobArray).where(JobArray.job_id == job_id))
+    for table in (Topic, Theme, JobArray):
+        session.execute(delete(table).where(table.job_id == job_id))
     session.add_all(Topic(job_id=job_id, **row.__dict__) for row in topics)
+    session.add_all(Theme(job_id=job_id, **row.__dict__) for row in themes)
     for name, values in arrays.items():
         packed = np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<"))
         session.add(JobArray(job_id=job_id, name=name, dtype=packed.dtype.str, length=len(packed), data=packed.tobytes()))
@@ -172,6 +186,10 @@ def requeue_stale(session: Session, older_than: timedelta) -> list[str]:
         .values(status="queued", stage="queued", progress=0.0)
     )
     return list(session.scalars(select(Job.id).where(Job.status == "queued").order_by(Job.created_at)))
+
+
+def themes_of(session: Session, job_id: str) -> list[Theme]:
+    return list(session.scalars(select(Theme).where(Theme.job_id == job_id).order_by(Theme.theme)))
 
 
 def topics_of(session: Session, job_id: str) -> list[Topic]:

@@ -30,6 +30,7 @@ class Job(Base):
     n_documents: Mapped[int] = mapped_column(Integer)
     n_topics: Mapped[int | None] = mapped_column(Integer)
     n_outliers: Mapped[int | None] = mapped_column(Integer)
+    scores: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # outlier share, diversity, coherence, ...
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -60,6 +61,20 @@ class Topic(Base):
     keywords: Mapped[list[str]] = mapped_column(JSON)
     representations: Mapped[dict[str, list[str]]] = mapped_column(JSON)
     representative_docs: Mapped[list[int]] = mapped_column(JSON)  # document indices, most representative first
+    theme: Mapped[int | None] = mapped_column(Integer)  # None when the job has too few topics for themes
+
+
+class Theme(Base):
+    """A broad theme grouping several topics of a finished job (the second level of the hierarchy)."""
+
+    __tablename__ = "themes"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    theme: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label: Mapped[str] = mapped_column(Text)
+    label_source: Mapped[str] = mapped_column(String(16))
+    topics: Mapped[list[int]] = mapped_column(JSON)  # topic ids, largest first
+    size: Mapped[int] = mapped_column(Integer)  # documents in its topics
 
 
 class JobArray(Base):

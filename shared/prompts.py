@@ -28,6 +28,13 @@ The topic is described by the following keywords: '[KEYWORDS]'.
 
 Based on the information about the topic above, please create a short label of this topic. Make sure you to only return the label and nothing more."""
 
+THEME_PROMPT = """I have a broad theme that groups the following topics, each given by its label and keywords:
+[DOCUMENTS]
+
+The theme is described by the following keywords: '[KEYWORDS]'.
+
+Based on the information about the theme above, please create a short label of this broad theme. Make sure you to only return the label and nothing more."""
+
 TAKEN_NOTE = (
     "These labels are already used for other topics: [TAKEN]. "
     "Give this topic a short label that sets it apart from them."

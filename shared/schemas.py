@@ -19,6 +19,9 @@ STAGES = ("queued", "embedding", "reducing", "clustering", "representing", "labe
 FINISHED = ("succeeded", "failed", "cancelled")
 
 
+DEFAULT_OUTLIER_THRESHOLD = 0.3
+
+
 def default_min_samples(min_topic_size: int) -> int:
     """HDBSCAN min_samples: a fifth of min_cluster_size, at least 2.
 
@@ -47,6 +50,13 @@ class JobParams(BaseModel):
     )
     min_samples: int | None = Field(
         None, ge=1, le=100_000, description="HDBSCAN min_samples; null: a fifth of the minimum topic size."
+    )
+    reduce_outliers: bool = Field(
+        True, description="Give each outlier to its nearest topic when their embeddings are close enough."
+    )
+    outlier_threshold: float | None = Field(
+        None, ge=-1.0, le=1.0, description="Least cosine similarity to a topic's centroid for an outlier to join it; "
+        "null: the default."
     )
     nr_topics: Literal["auto"] | Annotated[int, Field(ge=2, le=10_000)] | None = Field(
         None, description='Merge topics down to this many after clustering; "auto" lets BERTopic decide; null: keep.'
@@ -94,6 +104,7 @@ class JobPublic(BaseModel):
     n_documents: int
     n_topics: int | None
     n_outliers: int | None
+    scores: dict[str, Any] | None
     created_at: UtcDatetime
     started_at: UtcDatetime | None
     finished_at: UtcDatetime | None
@@ -109,6 +120,21 @@ class TopicPublic(BaseModel):
     representations: dict[str, list[str]]
     representative_docs: list[str]
     representative_doc_indices: list[int]
+    theme: int | None
+
+
+class ThemePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    theme: int
+    label: str
+    label_source: Literal["llm", "keywords"]
+    topics: list[int]
+    size: int
+
+
+class ThemesPublic(BaseModel):
+    themes: list[ThemePublic]
 
 
 class TopicsPublic(BaseModel):
@@ -119,6 +145,7 @@ class TopicsPublic(BaseModel):
 class DocumentResult(BaseModel):
     index: int
     topic: int
+    original_topic: int  # before outlier reduction (-1: HDBSCAN left it out)
     x: float
     y: float
 

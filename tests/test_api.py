@@ -35,7 +35,8 @@ def test_submitting_json_stores_the_job_and_queues_its_id(client, settings, sess
     body = response.get_json()
     assert body["status"] == "queued" and body["stage"] == "queued" and body["progress"] == 0
     assert body["n_documents"] == 12 and body["name"] == "pets"
-    assert body["params"] == {"min_topic_size": 3, "min_samples": None, "nr_topics": "auto", "generate_labels": True}
+    assert body["params"] == {"min_topic_size": 3, "min_samples": None, "reduce_outliers": True,
+                              "outlier_threshold": None, "nr_topics": "auto", "generate_labels": True}
     assert response.headers["Location"] == f"/api/v1/jobs/{body['id']}"
     with sessions() as session:
         assert jobs.load_documents(session, body["id"]) == DOCS
@@ -110,6 +111,7 @@ def test_results_of_an_unfinished_job_are_a_409(client, sessions):
     job_id = make_job(sessions)
     assert_error(client.get(f"/api/v1/jobs/{job_id}/topics"), 409, "not_ready", "queued")
     assert_error(client.get(f"/api/v1/jobs/{job_id}/documents"), 409, "not_ready", "queued")
+    assert_error(client.get(f"/api/v1/jobs/{job_id}/themes"), 409, "not_ready", "queued")
 
 
 def test_topics_and_documents_of_a_finished_job(client, sessions):
@@ -124,7 +126,15 @@ def test_topics_and_documents_of_a_finished_job(client, sessions):
 
     page = client.get(f"/api/v1/jobs/{job_id}/documents?offset=28&limit=5").get_json()
     assert page["total"] == 30
-    assert page["documents"] == [{"index": 28, "topic": 0, "x": 28.0, "y": -28.0}, {"index": 29, "topic": 1, "x": 29.0, "y": -29.0}]
+    assert page["documents"] == [
+        {"index": 28, "topic": 0, "original_topic": 0, "x": 28.0, "y": -28.0},
+        {"index": 29, "topic": 1, "original_topic": -1, "x": 29.0, "y": -29.0},  # an outlier that joined topic 1
+    ]
+    assert [t["theme"] for t in topics["topics"]] == [0, 0]
+    themes = client.get(f"/api/v1/jobs/{job_id}/themes").get_json()
+    assert themes == {"themes": [{"theme": 0, "label": "Everything", "label_source": "llm", "topics": [0, 1], "size": 20}]}
+    job = client.get(f"/api/v1/jobs/{job_id}").get_json()
+    assert job["scores"]["diversity"] == 1.0 and job["scores"]["assignment"] == "reduced"
 
     csv_response = client.get(f"/api/v1/jobs/{job_id}/topics.csv")
     assert csv_response.mimetype == "text/csv"

@@ -58,6 +58,14 @@ def test_submit_watch_and_browse_llm_labelled_topics(env, tmp_path):
         assert assigned[-1] == result["n_outliers"] == job["n_outliers"]
         assert {t["topic"]: t["size"] for t in topics} == {k: v for k, v in assigned.items() if k >= 0}
 
+        assert job["scores"]["outlier_share"] == pytest.approx(result["n_outliers"] / len(records), abs=1e-4)
+        assert 0 < job["scores"]["diversity"] <= 1 and job["scores"]["coherence_npmi"] > 0
+        themes = service.get(f"/api/v1/jobs/{job_id}/themes").json()["themes"]
+        if len(topics) >= 8:
+            assert sorted(t for theme in themes for t in theme["topics"]) == sorted(t["topic"] for t in topics)
+            assert all(theme["label"] for theme in themes) and len({th["label"] for th in themes}) == len(themes)
+            assert {t["theme"] for t in topics} == set(range(len(themes)))
+
         llm_labels = [t for t in topics if t["label_source"] == "llm"]
         assert len(llm_labels) >= 0.8 * len(topics)
         assert len({t["label"].lower() for t in topics}) == len(topics), "labels should tell topics apart"

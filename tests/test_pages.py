@@ -30,6 +30,8 @@ def test_results_page_escapes_what_the_llm_wrote(client, sessions):
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt; Topic" in page
     assert "2 topics" in page and "10 outliers" in page
+    assert "Themes" in page and "Everything" in page and "coherence (NPMI) 0.250" in page
+    assert "36.7% before 1" in page
     assert f"/api/v1/jobs/{job_id}/topics.csv" in page
 
 

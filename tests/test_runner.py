@@ -69,12 +69,25 @@ def test_a_job_runs_to_topics_labels_and_document_results(sessions, tmp_path, em
         job = jobs.get_job(session, job_id)
         topics = jobs.topics_of(session, job_id)
         doc_topics = jobs.load_array(session, job_id, "topic")
+        original = jobs.load_array(session, job_id, "topic_original")
         xs = jobs.load_array(session, job_id, "x")
+        themes = jobs.themes_of(session, job_id)
     assert job.status == "succeeded" and job.stage == "done" and job.progress == 1.0
     assert job.started_at is not None and job.finished_at is not None
     assert len(topics) >= 3 and job.n_topics == len(topics)
     assert len(doc_topics) == len(corpus_texts) == len(xs) and np.isfinite(xs).all()
     assert job.n_outliers == int((doc_topics == -1).sum())
+    # Outlier reduction moved only outliers, and the job says so in its scores.
+    assert ((original == doc_topics) | (original == -1)).all()
+    assert job.scores["outliers_reassigned"] == int(((original == -1) & (doc_topics >= 0)).sum())
+    assert job.scores["outlier_share"] == pytest.approx(job.n_outliers / len(corpus_texts), abs=1e-4)
+    assert 0 < job.scores["diversity"] <= 1 and -1 <= job.scores["coherence_npmi"] <= 1
+    # Themes group the topics when there are enough of them.
+    if len(topics) >= 8:
+        assert sorted(t for theme in themes for t in theme.topics) == [t.topic for t in topics]
+        assert all(t.theme is not None for t in topics)
+    else:
+        assert themes == [] and all(t.theme is None for t in topics)
     for topic in topics:
         assert topic.size == int((doc_topics == topic.topic).sum())
         assert len(topic.keywords) == 10 and len(topic.representations["KeyBERT"]) > 0 and topic.representations["MMR"]

@@ -19,6 +19,8 @@ from shared.schemas import (
     JobPublic,
     LabelRunPublic,
     RelabelCreate,
+    ThemePublic,
+    ThemesPublic,
     TopicPublic,
     TopicsPublic,
 )
@@ -107,6 +109,7 @@ def topics_payload(job_id: str) -> TopicsPublic:
                 representations=row.representations,
                 representative_docs=[texts[i] for i in row.representative_docs],
                 representative_doc_indices=row.representative_docs,
+                theme=row.theme,
             )
             for row in rows
         ],
@@ -149,6 +152,15 @@ def get_topics_csv(job_id: str):
     )
 
 
+@bp.get(f"{API}/jobs/<job_id>/themes")
+def get_themes(job_id: str):
+    job = job_or_404(job_id)
+    if job.status != "succeeded":
+        raise ApiError(409, "not_ready", f"job {job_id} is {job.status}; themes exist once it has succeeded")
+    themes = [ThemePublic.model_validate(t) for t in jobs.themes_of(context.db(), job_id)]
+    return jsonify(ThemesPublic(themes=themes).model_dump(mode="json"))
+
+
 @bp.get(f"{API}/jobs/<job_id>/documents")
 def get_documents(job_id: str):
     session = context.db()
@@ -157,10 +169,13 @@ def get_documents(job_id: str):
         raise ApiError(409, "not_ready", f"job {job_id} is {job.status}; document results exist once it has succeeded")
     offset = _int_arg("offset", 0, 0, 10**9)
     limit = _int_arg("limit", 1000, 1, MAX_PAGE)
-    topic, x, y = (jobs.load_array(session, job_id, name) for name in ("topic", "x", "y"))
+    topic, original, x, y = (jobs.load_array(session, job_id, n) for n in ("topic", "topic_original", "x", "y"))
+    if original is None:  # a job finished before outlier reduction existed
+        original = topic
     end = min(offset + limit, job.n_documents)
     documents = [
-        DocumentResult(index=i, topic=int(topic[i]), x=float(x[i]), y=float(y[i])) for i in range(offset, end)
+        DocumentResult(index=i, topic=int(topic[i]), original_topic=int(original[i]), x=float(x[i]), y=float(y[i]))
+        for i in range(offset, end)
     ]
     return jsonify(DocumentsPublic(documents=documents, total=job.n_documents).model_dump(mode="json"))
 

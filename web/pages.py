@@ -45,7 +45,10 @@ def job_page(job_id: str):
     job = job_or_404(job_id)
     results = topics_payload(job_id) if job.status == "succeeded" else None
     runs = label_runs.runs_of(context.db(), job_id)
-    return render_template("job.html", job=job, results=results, runs=runs, default_prompt=MAIN_PROMPT)
+    themes = jobs.themes_of(context.db(), job_id) if results else []
+    return render_template(
+        "job.html", job=job, results=results, themes=themes, runs=runs, default_prompt=MAIN_PROMPT
+    )
 
 
 @bp.post("/jobs/<job_id>/labels")

@@ -125,8 +125,13 @@ class JobRunner:
                 session,
                 job_id,
                 topics=[to_row(t) for t in result.topics],
+                themes=[
+                    jobs.ThemeRow(t.theme, t.label.text, t.label.source, t.topics, t.size) for t in result.themes
+                ],
+                scores=job_scores(result, params),
                 arrays={
                     "topic": result.doc_topics.astype(np.int32),
+                    "topic_original": result.original_doc_topics.astype(np.int32),
                     "x": result.coords[:, 0].astype(np.float32),
                     "y": result.coords[:, 1].astype(np.float32),
                 },
@@ -159,4 +164,16 @@ def to_row(topic) -> jobs.TopicRow:
         keywords=rep.keywords,
         representations=rep.representations,
         representative_docs=rep.representative_docs,
+        theme=topic.theme,
     )
+
+
+def job_scores(result: PipelineResult, params: JobParams) -> dict:
+    """What the job page and API show to compare runs: the scores, and which assignment they describe."""
+    scores = result.scores.as_dict() if result.scores else {}
+    before = float((result.original_doc_topics < 0).mean()) if len(result.original_doc_topics) else 0.0
+    return scores | {
+        "assignment": "reduced" if params.reduce_outliers else "original",
+        "outlier_share_before_reduction": round(before, 4),
+        "outliers_reassigned": int(((result.original_doc_topics < 0) & (result.doc_topics >= 0)).sum()),
+    }

@@ -8,14 +8,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shared.schemas import JobParams, default_min_samples, default_min_topic_size
+from shared.prompts import THEME_PROMPT
+from shared.schemas import DEFAULT_OUTLIER_THRESHOLD, JobParams, default_min_samples, default_min_topic_size
 from worker.labeling.base import Labeler
 from worker.pipeline.cluster import cluster
 from worker.pipeline.embed import embed
 from worker.pipeline.label import Label, LabelInput, label_topics
+from worker.pipeline.outliers import reassign_outliers
 from worker.pipeline.progress import Progress, no_progress
 from worker.pipeline.reduce import fit_umap, map_coordinates
 from worker.pipeline.represent import TopicRepresentation, represent
+from worker.pipeline.scores import Scores, score
+from worker.pipeline.themes import group_topics, topic_vectors
 
 log = logging.getLogger(__name__)
 
@@ -24,14 +28,26 @@ log = logging.getLogger(__name__)
 class TopicResult:
     representation: TopicRepresentation
     label: Label
+    theme: int | None = None
+
+
+@dataclass(frozen=True)
+class ThemeResult:
+    theme: int
+    label: Label
+    topics: list[int]  # topic ids, largest first
+    size: int  # documents in its topics
 
 
 @dataclass
 class PipelineResult:
     topics: list[TopicResult]
-    doc_topics: np.ndarray  # (n,) int32, -1 = outlier
+    themes: list[ThemeResult]  # empty when there are too few topics to group
+    doc_topics: np.ndarray  # (n,) int32, -1 = outlier; after outlier reduction when it was on
+    original_doc_topics: np.ndarray  # (n,) int32, HDBSCAN's outliers still -1 (same topic ids)
     coords: np.ndarray  # (n, 2) float32, the document map
     embeddings: np.ndarray  # (n, dim) float32
+    scores: Scores | None = None
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
     @property
@@ -43,6 +59,23 @@ class PipelineResult:
 class PipelineConfig:
     embedding_batch_size: int = 64
     doc_tokens: int = 100
+
+
+def label_themes(representations, labels, theme_of: np.ndarray, labeler, progress: Progress) -> list[ThemeResult]:
+    """One label per theme, from the labels and keywords of its topics (one LLM prompt per theme)."""
+    if not len(theme_of):
+        return []
+    members = [[i for i in range(len(theme_of)) if theme_of[i] == theme] for theme in range(int(theme_of.max()) + 1)]
+    inputs = []
+    for group in members:
+        keywords = list(dict.fromkeys(w for i in group for w in representations[i].keywords[:5]))[:10]
+        lines = [f"{labels[i].text} ({', '.join(representations[i].keywords[:5])})" for i in group]
+        inputs.append(LabelInput(keywords, lines))
+    theme_labels = label_topics(inputs, labeler, doc_budget=60, template=THEME_PROMPT, progress=progress)
+    return [
+        ThemeResult(theme, label, [representations[i].topic for i in group], sum(representations[i].size for i in group))
+        for theme, (label, group) in enumerate(zip(theme_labels, members))
+    ]
 
 
 def run_pipeline(
@@ -78,24 +111,48 @@ def run_pipeline(
 
     progress("clustering", 0, 1)
     min_size = params.min_topic_size or default_min_topic_size(len(texts))
-    _, clusters = cluster(reduced, min_size, params.min_samples or default_min_samples(min_size))
+    _, original = cluster(reduced, min_size, params.min_samples or default_min_samples(min_size))
+    clusters = original
+    if params.reduce_outliers:
+        threshold = DEFAULT_OUTLIER_THRESHOLD if params.outlier_threshold is None else params.outlier_threshold
+        clusters = reassign_outliers(embeddings, original, threshold)
     progress("clustering", 1, 1)
     lap("clustering")
 
     progress("representing", 0, 1)
-    representations, doc_topics, _ = represent(texts, embeddings, clusters, embedding_model, params.nr_topics)
+    representations, doc_topics, topic_model = represent(
+        texts, embeddings, clusters, embedding_model, params.nr_topics
+    )
+    original_doc_topics = np.where(original < 0, -1, doc_topics).astype(np.int32)
+    analyzer = topic_model.vectorizer_model.build_analyzer() if topic_model is not None else None
+    scores = score([r.keywords for r in representations], doc_topics, texts, analyzer)
     progress("representing", 1, 1)
     lap("representing")
 
-    inputs = [LabelInput(r.keywords, [texts[i] for i in r.representative_docs]) for r in representations]
-    labels = label_topics(
-        inputs, labeler if params.generate_labels else None, doc_budget=config.doc_tokens, progress=progress
+    ids = [r.topic for r in representations]
+    theme_of = (
+        group_topics(topic_vectors(embeddings, doc_topics, ids), np.array([r.size for r in representations]))
+        if ids else np.array([], dtype=np.int32)
     )
+    n_themes = int(theme_of.max()) + 1 if len(theme_of) else 0
+    steps = len(ids) + n_themes
+    active_labeler = labeler if params.generate_labels else None
+    inputs = [LabelInput(r.keywords, [texts[i] for i in r.representative_docs]) for r in representations]
+    labels = label_topics(inputs, active_labeler, doc_budget=config.doc_tokens,
+                          progress=lambda stage, done, _total: progress(stage, done, steps))
+    themes = label_themes(representations, labels, theme_of, active_labeler,
+                          progress=lambda stage, done, _total: progress(stage, len(ids) + done, steps))
     lap("labelling")
     log.info("pipeline on %d documents: %s", len(texts), timings)
     return PipelineResult(
-        topics=[TopicResult(r, l) for r, l in zip(representations, labels)],
+        topics=[
+            TopicResult(r, l, int(theme_of[i]) if len(theme_of) else None)
+            for i, (r, l) in enumerate(zip(representations, labels))
+        ],
+        themes=themes,
         doc_topics=doc_topics,
+        original_doc_topics=original_doc_topics,
+        scores=scores,
         coords=coords,
         embeddings=embeddings,
         timings=timings,

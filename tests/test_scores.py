@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+
+from worker.pipeline.scores import diversity, npmi_coherence, score
+
+
+def test_diversity_is_the_share_of_unique_top_words():
+    assert diversity([["a", "b"], ["c", "d"]]) == 1.0
+    assert diversity([["a", "b"], ["a", "c"]]) == 0.75
+
+
+def test_npmi_rewards_words_that_occur_together():
+    texts = ["cat dog", "cat dog", "fish bird", "fish bird", "cat bird"]
+    together = npmi_coherence([["cat", "dog"]], texts)
+    apart = npmi_coherence([["dog", "fish"]], texts)
+    assert together > 0.5 and apart == -1.0
+    # p(cat,dog)=2/5, p(cat)=3/5, p(dog)=2/5: log(0.4 / 0.24) / -log(0.4)
+    assert together == pytest.approx(np.log(0.4 / 0.24) / -np.log(0.4))
+
+
+def test_score_counts_outliers():
+    scores = score([["cat", "dog"]], np.array([0, 0, -1, -1]), ["cat dog", "cat", "x", "y"])
+    assert scores.outlier_share == 0.5 and scores.diversity == 1.0
+
+
+def test_outliers_join_the_nearest_topic_only_when_close_enough():
+    from worker.pipeline.outliers import reassign_outliers
+
+    embeddings = np.array([[1, 0], [1, 0], [0, 1], [0, 1], [0.9, 0.1], [-1, 0]], dtype=np.float32)
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    clusters = np.array([0, 0, 1, 1, -1, -1])
+    assert reassign_outliers(embeddings, clusters, threshold=0.5).tolist() == [0, 0, 1, 1, 0, -1]
+    assert reassign_outliers(embeddings, clusters, threshold=1.0).tolist() == [0, 0, 1, 1, -1, -1]
+
+
+def test_topics_group_into_themes_by_their_embeddings():
+    from worker.pipeline.themes import group_topics, number_of_themes
+
+    rng = np.random.default_rng(0)
+    axes = np.eye(6)[:5]  # five well-separated directions, two topics near each
+    vectors = np.concatenate([axes + 0.05 * rng.standard_normal(axes.shape) for _ in range(2)])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    sizes = np.array([50, 40, 30, 20, 10] * 2)
+    themes = group_topics(vectors, sizes)
+    assert themes.tolist() == [0, 1, 2, 3, 4] * 2  # pairs share a theme; the largest theme is number 0
+    assert number_of_themes(7) == 0 and number_of_themes(10) == 5 and number_of_themes(60) == 11 and number_of_themes(500) == 15
