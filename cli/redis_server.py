@@ -51,6 +51,17 @@ class RedisServer:
                 self.process.wait()
 
 
+def _answers_as(process: subprocess.Popen, port: int, deadline: float) -> bool:
+    """True once the server on ``port`` answers and is ``process`` (not another Redis that took the port)."""
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            client = redis.Redis(port=port, socket_connect_timeout=0.2)
+            return client.info("server")["process_id"] == process.pid
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    return False
+
+
 def start_redis(workdir: Path, timeout: float = 10) -> RedisServer:
     """Start redis-server on a free loopback port and wait until it answers PING."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -63,12 +74,11 @@ def start_redis(workdir: Path, timeout: float = 10) -> RedisServer:
             stderr=subprocess.DEVNULL,
         )
         server = RedisServer(process, port)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                redis.Redis(port=port, socket_connect_timeout=0.2).ping()
+        try:
+            if _answers_as(process, port, time.monotonic() + timeout):
                 return server
-            except redis.ConnectionError:
-                time.sleep(0.05)
+        except BaseException:
+            server.stop()
+            raise
         server.stop()
     raise RuntimeError(f"redis-server did not start; see {workdir / 'redis.log'}")

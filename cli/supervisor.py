@@ -13,9 +13,9 @@ from datetime import timedelta
 import click
 
 from cli.redis_server import RedisServer, start_redis
-from shared import jobs
+from shared import jobs, label_runs
 from shared.db import make_engine, make_session_factory, migrate, transaction
-from shared.queue import enqueue_job, make_celery, redis_client, worker_states
+from shared.queue import enqueue_job, enqueue_relabel, make_celery, redis_client, worker_states
 from shared.settings import Settings
 
 STOP_GRACE_SECONDS = 10
@@ -23,13 +23,17 @@ STOP_GRACE_SECONDS = 10
 
 def recover_jobs(settings: Settings, stale_after: timedelta) -> int:
     """Re-queue jobs the queue may have lost (a restarted Redis, a killed worker); returns how many."""
-    factory = make_session_factory(make_engine(settings))
-    with transaction(factory) as session:
+    engine = make_engine(settings)
+    with transaction(make_session_factory(engine)) as session:
         queued = jobs.requeue_stale(session, stale_after)
+        runs = label_runs.requeue_stale_runs(session, stale_after)
+    engine.dispose()
     app = make_celery(settings)
     for job_id in queued:
         enqueue_job(app, job_id)
-    return len(queued)
+    for run_id in runs:
+        enqueue_relabel(app, run_id)
+    return len(queued) + len(runs)
 
 
 class Supervisor:
@@ -65,7 +69,7 @@ class Supervisor:
         client = redis_client(self.settings)
         while not self.stopping:
             for name, child in self.children:
-                if child.poll() is not None:
+                if child.poll() is not None and not self.stopping:  # Ctrl-C reaches the children too
                     click.echo(f"{name} exited with code {child.returncode}; stopping", err=True)
                     return 1
             if not announced_web and _answers(self.settings.base_url + "/healthz"):

@@ -22,7 +22,7 @@ class CorpusError(ValueError):
 
 def decode(data: bytes) -> str:
     try:
-        return data.decode("utf-8-sig")
+        return without_nul(data.decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
         raise CorpusError(f"the file is not UTF-8 text (bad byte at offset {exc.start})") from None
 
@@ -34,6 +34,11 @@ def format_of(filename: str) -> str:
     if suffix in ("csv", "jsonl", "ndjson"):
         return "jsonl" if suffix == "ndjson" else suffix
     raise CorpusError(f"unsupported file type '.{suffix}': use .txt (one document per line), .csv or .jsonl")
+
+
+def without_nul(text: str) -> str:
+    """``text`` without NUL characters, which PostgreSQL text columns cannot hold."""
+    return text.replace("\x00", "")
 
 
 def parse_lines(text: str) -> list[Doc]:
@@ -88,6 +93,8 @@ def parse_jsonl(text: str) -> list[Doc]:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise CorpusError(f"line {number} of the JSONL file is not valid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise CorpusError(f"line {number} of the JSONL file is nested too deeply") from None
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
             raise CorpusError(f'line {number} of the JSONL file has no string field "text"')
         title = record.get("title")
@@ -113,9 +120,10 @@ def from_json_items(items: Sequence[object]) -> list[Doc]:
     docs: list[Doc] = []
     for i, item in enumerate(items):
         text, title = (item, None) if isinstance(item, str) else (getattr(item, "text", None), getattr(item, "title", None))
+        text = without_nul(text) if isinstance(text, str) else text
         if not isinstance(text, str) or not text.strip():
             raise CorpusError(f"documents[{i}] is empty")
-        docs.append((text.strip(), (title or "").strip() or None))
+        docs.append((text.strip(), without_nul(title or "").strip() or None))
     return docs
 
 

@@ -55,14 +55,44 @@ def report_run_progress(session: Session, run_id: str, progress: float) -> None:
     )
 
 
-def finish_run(session: Session, run: LabelRun, labels: dict[int, tuple[str, str]]) -> None:
-    """Give the job's topics the run's labels ``{topic: (label, source)}``, keeping the replaced ones on the run."""
+def beat_run(session: Session, run_id: str) -> bool:
+    result = session.execute(
+        update(LabelRun).where(LabelRun.id == run_id, LabelRun.status == "running").values(heartbeat_at=utcnow())
+    )
+    return result.rowcount == 1
+
+
+def requeue_stale_runs(session: Session, older_than: timedelta) -> list[str]:
+    """Like ``jobs.requeue_stale``: running runs whose worker went silent go back to queued; returns every
+    queued run id."""
+    session.execute(
+        update(LabelRun)
+        .where(
+            LabelRun.status == "running",
+            LabelRun.heartbeat_at.is_(None) | (LabelRun.heartbeat_at < utcnow() - older_than),
+        )
+        .values(status="queued", progress=0.0)
+    )
+    return list(session.scalars(select(LabelRun.id).where(LabelRun.status == "queued").order_by(LabelRun.created_at)))
+
+
+def finish_run(session: Session, run: LabelRun, labels: dict[int, tuple[str, str]]) -> bool:
+    """Give the job's topics the run's labels ``{topic: (label, source)}``, keeping the replaced ones on the run;
+    False (nothing changed) when the run is no longer running (failed, or taken over by another worker)."""
+    claimed = session.execute(
+        update(LabelRun)
+        .where(LabelRun.id == run.id, LabelRun.status == "running")
+        .values(status="succeeded", progress=1.0, finished_at=utcnow())
+    )
+    if claimed.rowcount != 1:
+        return False
+    session.refresh(run)
     topics = {t.topic: t for t in session.scalars(select(Topic).where(Topic.job_id == run.job_id))}
     run.previous_labels = {str(k): {"label": t.label, "label_source": t.label_source} for k, t in topics.items()}
     run.labels = {str(k): {"label": label, "label_source": source} for k, (label, source) in labels.items()}
     for number, (label, source) in labels.items():
         topics[number].label, topics[number].label_source = label, source
-    run.status, run.progress, run.finished_at = "succeeded", 1.0, utcnow()
+    return True
 
 
 def fail_run(session: Session, run_id: str, message: str) -> None:

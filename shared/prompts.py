@@ -49,8 +49,9 @@ def truncate_words(text: str, max_words: int) -> str:
 
 
 def fill(template: str, documents: Sequence[str], keywords: Sequence[str]) -> str:
-    docs = "\n".join(f"- {doc}" for doc in documents)
-    return template.replace("[DOCUMENTS]", docs).replace("[KEYWORDS]", ", ".join(keywords))
+    """The template with its tags filled in one pass (a document that contains "[KEYWORDS]" stays as it is)."""
+    values = {"[DOCUMENTS]": "\n".join(f"- {doc}" for doc in documents), "[KEYWORDS]": ", ".join(keywords)}
+    return re.sub(r"\[DOCUMENTS\]|\[KEYWORDS\]", lambda match: values[match.group(0)], template)
 
 
 def build_messages(

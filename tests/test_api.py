@@ -78,6 +78,7 @@ def test_uploading_a_file_stores_its_documents_in_order(client, settings, sessio
         ({"json": {"documents": DOCS + ["  "]}}, 400, "bad_corpus", "documents[12] is empty"),
         ({"json": ["not", "an", "object"]}, 400, "invalid_json", "JSON object"),
         ({"data": "{oops", "content_type": "application/json"}, 400, "invalid_json", "JSON object"),
+        ({"data": "[" * 100_000, "content_type": "application/json"}, 400, "invalid_json", "JSON object"),
         ({"data": "plain", "content_type": "text/plain"}, 415, "unsupported_media_type", "application/json"),
         ({"data": {"name": "x"}, "content_type": "multipart/form-data"}, 400, "missing_file", "'file'"),
         ({"upload": (b"%PDF", "a.pdf")}, 400, "bad_corpus", ".pdf"),
@@ -92,6 +93,14 @@ def test_bad_submissions_get_a_one_line_4xx_and_queue_nothing(client, settings, 
     assert queued_job_ids(settings) == []
     with sessions() as session:
         assert jobs.count_jobs(session) == 0
+
+
+def test_nul_characters_are_dropped_before_they_reach_the_database(client, sessions):
+    response = client.post("/api/v1/jobs", json={"name": "a\x00b", "documents": [d + "\x00" for d in DOCS]})
+    assert response.status_code == 202 and response.get_json()["name"] == "ab"
+    with sessions() as session:
+        assert jobs.load_documents(session, response.get_json()["id"]) == DOCS
+    assert_error(client.get("/api/v1/jobs/abc%00def"), 404, "not_found")
 
 
 def test_too_large_a_request_is_413_in_the_error_shape(settings, make_app):
@@ -137,12 +146,19 @@ def test_topics_and_documents_of_a_finished_job(client, sessions):
     assert job["scores"]["diversity"] == 1.0 and job["scores"]["assignment"] == "reduced"
 
     csv_response = client.get(f"/api/v1/jobs/{job_id}/topics.csv")
+    assert "\n1,10,Second,keywords,gamma,,," in csv_response.get_data(as_text=True)
     assert csv_response.mimetype == "text/csv"
     lines = csv_response.get_data(as_text=True).splitlines()
     assert lines[0] == "topic,size,label,label_source,keywords,keybert,mmr,representative_docs"
     assert lines[1].startswith('0,10,Cats & <dogs>,llm,"alpha, beta",a,b,')
     download = client.get(f"/api/v1/jobs/{job_id}/topics?download=1")
     assert "attachment" in download.headers["Content-Disposition"]
+
+
+def test_the_csv_never_hands_a_spreadsheet_a_formula(client, sessions):
+    job_id = make_finished_job(sessions, label="=HYPERLINK(\"http://x\")")
+    rows = client.get(f"/api/v1/jobs/{job_id}/topics.csv").get_data(as_text=True).splitlines()
+    assert rows[1].startswith("0,10,\"'=HYPERLINK(")
 
 
 def test_jobs_are_listed_newest_first(client, sessions):

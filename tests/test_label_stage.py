@@ -36,7 +36,7 @@ def test_a_clashing_label_is_asked_again_with_the_taken_labels():
     assert [l.text for l in labels] == ["Python Libraries", "Qt Framework", "Pandas Data Frames"]
     assert len(labeler.asked[1]) == 1
     retry_prompt = labeler.asked[1][0][-1]["content"]
-    assert "'Python Libraries', 'Qt Framework'" in retry_prompt and "pandas, frames" in retry_prompt
+    assert "already used for other topics: 'python libraries'." in retry_prompt and "pandas, frames" in retry_prompt
 
 
 def test_a_clash_that_remains_is_settled_by_a_keyword():

@@ -15,6 +15,12 @@ def test_form_submission_lands_on_the_job_page(client):
     assert 'id="bar"' in page and "queued" in page
 
 
+def test_a_pasted_corpus_larger_than_flasks_form_default_is_accepted(client, sessions):
+    big = "\n".join(f"document {i} " + "word " * 120 for i in range(1200))  # about 750 kB
+    response = client.post("/jobs", data={"text": big})
+    assert response.status_code == 303
+
+
 def test_form_errors_are_shown_on_the_form(client):
     response = client.post("/jobs", data={"text": "too\nfew"})
     assert response.status_code == 400

@@ -65,6 +65,11 @@ def test_clean_label_drops_preambles_and_markup(raw, expected):
     assert clean_label(raw) == expected
 
 
+def test_a_document_containing_a_tag_is_not_filled_in():
+    main = build_messages(["see [KEYWORDS] here"], ["tax"])[-1]["content"]
+    assert "- see [KEYWORDS] here" in main and "'tax'" in main
+
+
 def test_taken_labels_are_listed_in_the_retry_prompt():
     main = build_messages(["doc"], ["kw"], taken=["Python Libraries", "Qt Framework"])[-1]["content"]
     assert "already used for other topics: 'Python Libraries', 'Qt Framework'" in main

@@ -76,6 +76,30 @@ def test_the_results_page_button_queues_a_relabel_with_the_default_prompt(client
     assert 'http-equiv="refresh"' in page and "queued" in page
 
 
+def test_an_orphaned_relabel_is_requeued_and_a_late_finish_changes_nothing(settings, sessions, redis_client):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from cli.supervisor import recover_jobs
+    from shared.db import transaction
+    from shared.models import LabelRun, utcnow
+
+    job_id = make_finished_job(sessions, label="Keep me")
+    with transaction(sessions) as session:
+        run_id = label_runs.create_run(session, job_id, None).id
+        assert label_runs.claim_run(session, run_id, timedelta(minutes=1))
+        session.execute(update(LabelRun).values(heartbeat_at=utcnow() - timedelta(minutes=5)))
+    assert recover_jobs(settings, timedelta(minutes=1)) == 1
+    assert queued_runs(settings) == [run_id]
+    with transaction(sessions) as session:
+        run = label_runs.get_run(session, run_id)
+        assert run.status == "queued"
+        assert not label_runs.finish_run(session, run, {0: ("Late", "llm"), 1: ("Late", "llm")})
+    with sessions() as session:
+        assert jobs.topics_of(session, job_id)[0].label == "Keep me"
+
+
 def test_a_failing_relabel_keeps_the_labels(sessions):
     job_id = make_finished_job(sessions, label="Keep me")
 

@@ -116,6 +116,14 @@ def test_same_documents_reuse_their_embeddings(sessions, tmp_path, embedder, cor
     assert runner.run(second) == "succeeded"
 
 
+def test_sizes_beyond_the_corpus_give_at_most_one_topic_instead_of_failing(sessions, tmp_path, embedder, corpus_texts):
+    job_id = make_job(sessions, corpus_texts[:60],
+                      params={"min_topic_size": 5000, "min_samples": 5000, "nr_topics": "auto", "generate_labels": False})
+    assert make_runner(sessions, tmp_path, embedder).run(job_id) == "succeeded"
+    with sessions() as session:
+        assert len(jobs.topics_of(session, job_id)) <= 1
+
+
 def test_a_cancelled_job_never_starts(sessions, tmp_path):
     job_id = make_job(sessions)
     with transaction(sessions) as session:

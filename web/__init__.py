@@ -16,6 +16,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_mb * 1024 * 1024
+    # Pasted corpora arrive as a form field: let it be as large as an upload (Flask's default is 500 kB).
+    app.config["MAX_FORM_MEMORY_SIZE"] = app.config["MAX_CONTENT_LENGTH"]
     app.extensions["topicq"] = {
         "settings": settings,
         "sessions": make_session_factory(make_engine(settings)),

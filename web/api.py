@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 
 from flask import Blueprint, Response, jsonify, request
@@ -34,7 +35,7 @@ MAX_PAGE = 10_000
 
 
 def job_or_404(job_id: str):
-    job = jobs.get_job(context.db(), job_id)
+    job = jobs.get_job(context.db(), job_id) if "\x00" not in job_id else None
     if job is None:
         raise ApiError(404, "not_found", f"no job with id {job_id}")
     return job
@@ -44,13 +45,21 @@ def job_json(job) -> dict:
     return JobPublic.model_validate(job).model_dump(mode="json")
 
 
+def json_object() -> dict:
+    """The request body as a JSON object, or a 400 (also for JSON nested too deeply to parse)."""
+    try:
+        body = json.loads(request.get_data())
+    except (ValueError, RecursionError):
+        body = None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "the request body is not a JSON object")
+    return body
+
+
 @bp.post(f"{API}/jobs")
 def create_job():
     if request.mimetype == "application/json":
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            raise ApiError(400, "invalid_json", "the request body is not a JSON object")
-        payload = JobCreate.model_validate(body)
+        payload = JobCreate.model_validate(json_object())
         job = submit.submit(payload.name, submit.docs_from_json(payload), payload.params)
     elif request.mimetype == "multipart/form-data":
         upload = request.files.get("file")
@@ -134,7 +143,7 @@ def get_topics_csv(job_id: str):
     writer.writerow(["topic", "size", "label", "label_source", "keywords", "keybert", "mmr", "representative_docs"])
     for t in payload.topics:
         writer.writerow(
-            [
+            [spreadsheet_safe(cell) for cell in [
                 t.topic,
                 t.size,
                 t.label,
@@ -143,7 +152,7 @@ def get_topics_csv(job_id: str):
                 ", ".join(t.representations.get("KeyBERT", [])),
                 ", ".join(t.representations.get("MMR", [])),
                 "\n---\n".join(t.representative_docs[:3]),
-            ]
+            ]]
         )
     return Response(
         out.getvalue(),
@@ -159,6 +168,13 @@ def get_themes(job_id: str):
         raise ApiError(409, "not_ready", f"job {job_id} is {job.status}; themes exist once it has succeeded")
     themes = [ThemePublic.model_validate(t) for t in jobs.themes_of(context.db(), job_id)]
     return jsonify(ThemesPublic(themes=themes).model_dump(mode="json"))
+
+
+def spreadsheet_safe(cell):
+    """Text a spreadsheet would run as a formula gets a leading apostrophe (labels and documents are untrusted)."""
+    if isinstance(cell, str) and cell[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + cell
+    return cell
 
 
 @bp.get(f"{API}/jobs/<job_id>/documents")
@@ -202,10 +218,7 @@ def start_relabel(job_id: str, prompt: str | None):
 
 @bp.post(f"{API}/jobs/<job_id>/labels")
 def relabel(job_id: str):
-    body = request.get_json(silent=True) if request.content_length else {}
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_json", "the request body is not a JSON object")
-    payload = RelabelCreate.model_validate(body)
+    payload = RelabelCreate.model_validate(json_object() if request.content_length else {})
     run = start_relabel(job_id, payload.prompt)
     return jsonify(run_json(run)), 202, {"Location": f"{API}/jobs/{job_id}/labels"}
 

@@ -24,7 +24,7 @@ def params_from_form(form: MultiDict) -> JobParams:
     if form.get("params"):
         try:
             raw = json.loads(form["params"])
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             raise corpus.CorpusError("the params field is not valid JSON") from None
         return JobParams.model_validate(raw)
     values: dict[str, object] = {}
@@ -40,7 +40,7 @@ def docs_from_form(form: MultiDict, upload: FileStorage | None) -> list[corpus.D
         return corpus.parse_file(
             upload.read(), upload.filename, form.get("text_column"), form.get("title_column")
         )
-    pasted = form.get("text", "")
+    pasted = corpus.without_nul(form.get("text", ""))
     if pasted.strip():
         return corpus.parse_lines(pasted)
     raise corpus.CorpusError("no documents: paste text (one document per line) or upload a file")
@@ -52,6 +52,7 @@ def docs_from_json(body: JobCreate) -> list[corpus.Doc]:
 
 def submit(name: str | None, docs: list[corpus.Doc], params: JobParams) -> Job:
     settings = context.settings()
+    name = corpus.without_nul(name) if name else name
     corpus.check_size(docs, settings.min_documents, settings.max_documents)
     session = context.db()
     job = jobs.create_job(session, name=name, documents=docs, params=params.model_dump(mode="json"))
@@ -68,4 +69,4 @@ def name_from(form: Mapping[str, str], upload: FileStorage | None) -> str | None
     name = (form.get("name") or "").strip()
     if not name and upload is not None and upload.filename:
         name = upload.filename
-    return name[:200] or None
+    return corpus.without_nul(name)[:200] or None

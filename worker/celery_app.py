@@ -65,6 +65,7 @@ def relabeler() -> RelabelRunner:
             labeler=lambda: model_registry.get_models(settings).labeler,
             doc_tokens=settings.llm_doc_tokens,
             stale_after=settings.stale_job_after,
+            heartbeat_seconds=settings.heartbeat_seconds,
         )
     return _relabeler
 

@@ -15,7 +15,7 @@ from shared.db import transaction
 from shared.prompts import MAIN_PROMPT
 from worker.labeling.base import Labeler
 from worker.pipeline.label import LabelInput, label_topics
-from worker.runner import USER_SAFE_ERROR
+from worker.runner import USER_SAFE_ERROR, Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,7 @@ class RelabelRunner:
     labeler: Callable[[], Labeler]  # loaded once per process
     doc_tokens: int
     stale_after: timedelta = timedelta(minutes=1)
+    heartbeat_seconds: float = 5.0
 
     def run(self, run_id: str) -> str:
         with transaction(self.factory) as session:
@@ -38,8 +39,9 @@ class RelabelRunner:
             inputs = [LabelInput(t.keywords, [texts[i] for i in t.representative_docs]) for t in topics]
             numbers = [t.topic for t in topics]
         try:
-            labels = label_topics(inputs, self.labeler(), doc_budget=self.doc_tokens, template=template,
-                                  progress=self._reporter(run_id))
+            with Heartbeat(self.factory, lambda session: label_runs.beat_run(session, run_id), self.heartbeat_seconds):
+                labels = label_topics(inputs, self.labeler(), doc_budget=self.doc_tokens, template=template,
+                                      progress=self._reporter(run_id))
         except Exception:
             log.exception("re-label run %s failed", run_id)
             with transaction(self.factory) as session:
@@ -47,8 +49,8 @@ class RelabelRunner:
             return "failed"
         with transaction(self.factory) as session:
             run = label_runs.get_run(session, run_id)
-            label_runs.finish_run(session, run, {n: (l.text, l.source) for n, l in zip(numbers, labels)})
-        return "succeeded"
+            finished = label_runs.finish_run(session, run, {n: (l.text, l.source) for n, l in zip(numbers, labels)})
+        return "succeeded" if finished else "skipped"
 
     def _reporter(self, run_id: str, interval: float = 0.5):
         last = 0.0

@@ -33,24 +33,24 @@ class JobCancelled(Exception):
     """The job's row left the running state while it ran."""
 
 
-class JobHeartbeat:
-    """Marks the job alive every ``interval`` seconds from a side thread, also through long silent stages
-    (UMAP reports nothing for minutes), so that recovery never takes a live job for a dead one."""
+class Heartbeat:
+    """Marks a job (or re-label run) alive every ``interval`` seconds from a side thread, also through long
+    silent stages (UMAP reports nothing for minutes), so that recovery never takes a live one for a dead one."""
 
-    def __init__(self, factory: sessionmaker[Session], job_id: str, interval: float) -> None:
-        self.factory, self.job_id, self.interval = factory, job_id, interval
+    def __init__(self, factory: sessionmaker[Session], beat: Callable[[Session], object], interval: float) -> None:
+        self.factory, self.beat, self.interval = factory, beat, interval
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name=f"heartbeat-{job_id[:8]}")
+        self._thread = threading.Thread(target=self._run, daemon=True, name="topicq-job-heartbeat")
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
                 with transaction(self.factory) as session:
-                    jobs.beat(session, self.job_id)
+                    self.beat(session)
             except Exception as exc:  # the database away for a moment: the next beat tries again
                 log.warning("job heartbeat failed: %s", exc)
 
-    def __enter__(self) -> JobHeartbeat:
+    def __enter__(self) -> Heartbeat:
         self._thread.start()
         return self
 
@@ -105,12 +105,19 @@ class JobRunner:
             if not jobs.claim(session, job_id, self.stale_after):
                 log.info("job %s is not queued; skipping (a re-delivery or a cancelled job)", job_id)
                 return "skipped"
-            job = jobs.get_job(session, job_id)
-            params = JobParams.model_validate(job.params)
-            texts = jobs.load_documents(session, job_id)
+        # The claim is committed: from here on every way out leaves the job finished.
+        try:
+            with transaction(self.factory) as session:
+                params = JobParams.model_validate(jobs.get_job(session, job_id).params)
+                texts = jobs.load_documents(session, job_id)
+        except Exception:
+            log.exception("job %s could not be loaded", job_id)
+            with transaction(self.factory) as session:
+                jobs.fail(session, job_id, USER_SAFE_ERROR)
+            return "failed"
         # The session is closed here: no connection is held during minutes of model work.
         try:
-            with JobHeartbeat(self.factory, job_id, self.heartbeat_seconds):
+            with Heartbeat(self.factory, lambda session: jobs.beat(session, job_id), self.heartbeat_seconds):
                 result = self._compute(job_id, texts, params)
         except JobCancelled:
             log.info("job %s was cancelled while running", job_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -110,6 +111,11 @@ class HFLabeler:
         self.name = name
         self.reuse_prefix = reuse_prefix
         self._prefixes: dict[str, Prefix] = {}
+        # Every token the tokenizer reads as one piece of markup (<|im_start|>, <|im_end|>, </s>, ...).
+        specials = {t for t in [*tokenizer.all_special_tokens, *tokenizer.get_added_vocab()] if t}
+        self._specials = (
+            re.compile("|".join(re.escape(t) for t in sorted(specials, key=len, reverse=True))) if specials else None
+        )
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
 
@@ -140,7 +146,16 @@ class HFLabeler:
         )
 
     def render(self, conversation: Messages) -> str:
-        return self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+        return self.tokenizer.apply_chat_template(
+            self.defuse(conversation), tokenize=False, add_generation_prompt=True
+        )
+
+    def defuse(self, conversation: Messages) -> Messages:
+        """The conversation without the model's special tokens in its text: a document containing
+        "<|im_end|>" must not end its turn."""
+        if self._specials is None:
+            return conversation
+        return [dict(m, content=self._specials.sub("", m["content"])) for m in conversation]
 
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False).input_ids
@@ -156,7 +171,9 @@ class HFLabeler:
         """The cached shared prefix of a rendered prompt, or None if the template does not split cleanly."""
         if not self.reuse_prefix or len(conversation) < 2:
             return None
-        text = self.tokenizer.apply_chat_template(conversation[:-1], tokenize=False, add_generation_prompt=False)
+        text = self.tokenizer.apply_chat_template(
+            self.defuse(conversation[:-1]), tokenize=False, add_generation_prompt=False
+        )
         if not rendered.startswith(text):
             return None
         if text not in self._prefixes:

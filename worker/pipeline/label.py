@@ -50,7 +50,7 @@ def label_topics(
 
     clashes = _clashing(labels)
     if clashes:
-        taken = sorted({labels[i].text for i in range(len(labels)) if labels[i].source == "llm"})
+        taken = sorted({labels[i].text for i in clashes})  # the labels to avoid (a full list could overflow 4k)
         retries = labeler.generate(
             [build_messages(docs[i], topics[i].keywords, template, taken=taken) for i in clashes]
         )

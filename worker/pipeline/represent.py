@@ -54,6 +54,8 @@ def represent(
     """
     if not (clusters >= 0).any():
         return [], np.full(len(texts), -1, dtype=np.int32), None
+    if len(np.unique(clusters[clusters >= 0])) < 2:
+        nr_topics = None  # nothing to merge, and BERTopic's merging fails on a single topic
 
     from bertopic import BERTopic
     from bertopic.cluster import BaseCluster

@@ -110,8 +110,10 @@ def run_pipeline(
     lap("reducing")
 
     progress("clustering", 0, 1)
-    min_size = params.min_topic_size or default_min_topic_size(len(texts))
-    _, original = cluster(reduced, min_size, params.min_samples or default_min_samples(min_size))
+    # HDBSCAN needs both sizes below the number of documents; a larger request means "one topic at most".
+    min_size = min(params.min_topic_size or default_min_topic_size(len(texts)), len(texts) - 1)
+    min_samples = min(params.min_samples or default_min_samples(min_size), len(texts) - 1)
+    _, original = cluster(reduced, min_size, min_samples)
     clusters = original
     if params.reduce_outliers:
         threshold = DEFAULT_OUTLIER_THRESHOLD if params.outlier_threshold is None else params.outlier_threshold

@@ -33,24 +33,24 @@ def npmi_coherence(topic_words: Sequence[Sequence[str]], texts: Sequence[str], a
         return 0.0
     vectorizer = CountVectorizer(vocabulary=vocabulary, binary=True, analyzer=analyzer or "word", lowercase=True,
                                  ngram_range=(1, max(len(w.split()) for w in vocabulary)))
-    presence = vectorizer.fit_transform(texts).astype(np.float64)  # (n_docs, V), 0/1
+    presence = vectorizer.fit_transform(texts).tocsc().astype(np.float64)  # (n_docs, V), 0/1
     n = presence.shape[0]
-    together = (presence.T @ presence).toarray() / n  # p(w_i, w_j)
-    alone = np.diag(together)
     index = {w: i for i, w in enumerate(vocabulary)}
     per_topic = []
     for topic in topic_words:
-        ids = [index[w] for w in topic]
+        columns = presence[:, [index[w] for w in topic]]
+        together = (columns.T @ columns).toarray() / n  # (k, k): p(w_i, w_j), p(w_i) on the diagonal
+        alone = np.diag(together)
         values = []
-        for a in range(len(ids)):
-            for b in range(a + 1, len(ids)):
-                joint = together[ids[a], ids[b]]
+        for a in range(len(topic)):
+            for b in range(a + 1, len(topic)):
+                joint = together[a, b]
                 if joint <= 0:
                     values.append(-1.0)
                 elif joint >= 1:
                     values.append(1.0)
                 else:
-                    values.append(np.log(joint / (alone[ids[a]] * alone[ids[b]])) / -np.log(joint))
+                    values.append(np.log(joint / (alone[a] * alone[b])) / -np.log(joint))
         if values:
             per_topic.append(float(np.mean(values)))
     return float(np.mean(per_topic)) if per_topic else 0.0
