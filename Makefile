@@ -1,5 +1,5 @@
 # topicq: `make run` installs and starts the whole service; `make test` runs the whole suite.
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 # GPU=1 installs bitsandbytes for the 4-bit LLM path (install a CUDA build of torch==2.13.0 first).
