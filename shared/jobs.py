@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session
 from shared.models import Document, Job, JobArray, Theme, Topic, utcnow
 
 INSERT_BATCH = 5_000
+MAX_ATTEMPTS = 3
+GAVE_UP = f"the worker stopped {MAX_ATTEMPTS} times while running this job (out of memory?); it was not retried"
 
 
 @dataclass(frozen=True)
@@ -96,15 +98,24 @@ def claim(session: Session, job_id: str, stale_after: timedelta) -> bool:
     harmless.
     """
     now = utcnow()
+    claimable = (Job.status == "queued") | ((Job.status == "running") & (Job.heartbeat_at < now - stale_after))
     result = session.execute(
         update(Job)
-        .where(
-            Job.id == job_id,
-            (Job.status == "queued") | ((Job.status == "running") & (Job.heartbeat_at < now - stale_after)),
+        .where(Job.id == job_id, claimable, Job.attempts < MAX_ATTEMPTS)
+        .values(
+            status="running", stage="queued", progress=0.0, started_at=now, heartbeat_at=now, error=None,
+            attempts=Job.attempts + 1,
         )
-        .values(status="running", stage="queued", progress=0.0, started_at=now, heartbeat_at=now, error=None)
     )
-    return result.rowcount == 1
+    if result.rowcount == 1:
+        return True
+    # A job whose worker died under it MAX_ATTEMPTS times (out of memory, say) would kill every next one.
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, claimable, Job.attempts >= MAX_ATTEMPTS)
+        .values(status="failed", error=GAVE_UP, finished_at=now)
+    )
+    return False
 
 
 def beat(session: Session, job_id: str) -> bool:

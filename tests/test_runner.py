@@ -190,3 +190,23 @@ def test_a_job_orphaned_by_a_dead_worker_is_taken_over_but_a_live_one_is_not(ses
     with transaction(sessions) as session:  # ...then that worker died two minutes ago
         session.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=utcnow() - timedelta(minutes=2)))
     assert runner.run(job_id) == "succeeded"
+
+
+def test_a_job_that_kills_its_worker_three_times_fails_instead_of_looping(sessions, tmp_path):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from shared.models import Job, utcnow
+
+    job_id = make_job(sessions)
+    for _ in range(jobs.MAX_ATTEMPTS):  # each time a worker claims it and dies mid-job
+        with transaction(sessions) as session:
+            assert jobs.claim(session, job_id, timedelta(minutes=1))
+            session.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=utcnow() - timedelta(minutes=5)))
+    runner = make_runner(sessions, tmp_path, None)
+    runner.models = lambda: (_ for _ in ()).throw(AssertionError("must not run again"))
+    assert runner.run(job_id) == "skipped"
+    with sessions() as session:
+        job = jobs.get_job(session, job_id)
+    assert job.status == "failed" and job.error == jobs.GAVE_UP and job.attempts == jobs.MAX_ATTEMPTS
