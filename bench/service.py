@@ -20,6 +20,7 @@ from sklearn.metrics import adjusted_mutual_info_score, normalized_mutual_info_s
 
 from cli.local_service import LocalService, service_env
 from cli.redis_server import free_port
+from shared.schemas import FINISHED
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -55,7 +56,7 @@ def main() -> None:
             def done():
                 state = service.get(f"/api/v1/jobs/{job['id']}").json()
                 stage_started.setdefault(state["stage"], time.perf_counter())
-                return state if state["status"] in ("succeeded", "failed", "cancelled") else None
+                return state if state["status"] in FINISHED else None
 
             final = service.wait_until(done, 3600, "the job", every=0.25)
             total = time.perf_counter() - submitted

@@ -11,9 +11,8 @@ from pathlib import Path
 import click
 import requests
 
+from shared.schemas import FINISHED
 from shared.settings import get_settings
-
-FINISHED = ("succeeded", "failed", "cancelled")
 
 
 @click.group()

@@ -15,7 +15,6 @@ def _as_utc(value: datetime) -> datetime:
 
 UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-STAGES = ("queued", "embedding", "reducing", "clustering", "representing", "labelling", "saving", "done")
 FINISHED = ("succeeded", "failed", "cancelled")
 
 

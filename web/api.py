@@ -41,6 +41,14 @@ def job_or_404(job_id: str):
     return job
 
 
+def succeeded_job_or_409(job_id: str, what: str):
+    """The job, if it has succeeded; else a 409 saying ``what`` exists only then (404 for an unknown id)."""
+    job = job_or_404(job_id)
+    if job.status != "succeeded":
+        raise ApiError(409, "not_ready", f"job {job_id} is {job.status}; {what} exist once it has succeeded")
+    return job
+
+
 def job_json(job) -> dict:
     return JobPublic.model_validate(job).model_dump(mode="json")
 
@@ -102,9 +110,7 @@ def cancel_job(job_id: str):
 
 def topics_payload(job_id: str) -> TopicsPublic:
     session = context.db()
-    job = job_or_404(job_id)
-    if job.status != "succeeded":
-        raise ApiError(409, "not_ready", f"job {job_id} is {job.status}; topics exist once it has succeeded")
+    job = succeeded_job_or_409(job_id, "topics")
     rows = jobs.topics_of(session, job_id)
     texts = jobs.document_texts(session, job_id, (i for row in rows for i in row.representative_docs))
     return TopicsPublic(
@@ -163,9 +169,7 @@ def get_topics_csv(job_id: str):
 
 @bp.get(f"{API}/jobs/<job_id>/themes")
 def get_themes(job_id: str):
-    job = job_or_404(job_id)
-    if job.status != "succeeded":
-        raise ApiError(409, "not_ready", f"job {job_id} is {job.status}; themes exist once it has succeeded")
+    succeeded_job_or_409(job_id, "themes")
     themes = [ThemePublic.model_validate(t) for t in jobs.themes_of(context.db(), job_id)]
     return jsonify(ThemesPublic(themes=themes).model_dump(mode="json"))
 
@@ -180,9 +184,7 @@ def spreadsheet_safe(cell):
 @bp.get(f"{API}/jobs/<job_id>/documents")
 def get_documents(job_id: str):
     session = context.db()
-    job = job_or_404(job_id)
-    if job.status != "succeeded":
-        raise ApiError(409, "not_ready", f"job {job_id} is {job.status}; document results exist once it has succeeded")
+    job = succeeded_job_or_409(job_id, "document results")
     offset = _int_arg("offset", 0, 0, 10**9)
     limit = _int_arg("limit", 1000, 1, MAX_PAGE)
     topic, original, x, y = (jobs.load_array(session, job_id, n) for n in ("topic", "topic_original", "x", "y"))

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from shared.corpus import CorpusError
+from shared.schemas import ErrorBody, ErrorPublic
 from web.context import close_db
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ class ApiError(Exception):
 
 
 def error_response(status: int, code: str, message: str):
-    return jsonify({"error": {"code": code, "message": message}}), status
+    return jsonify(ErrorPublic(error=ErrorBody(code=code, message=message)).model_dump()), status
 
 
 def validation_message(exc: ValidationError) -> str:

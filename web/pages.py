@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from flask import Blueprint, redirect, render_template, request, url_for
+from pydantic import ValidationError
 
 from shared import corpus, jobs, label_runs
 from shared.prompts import MAIN_PROMPT
 from shared.schemas import JobParams
 from web import context, submit
 from web.api import job_or_404, start_relabel, topics_payload
+from web.errors import validation_message
 
 bp = Blueprint("pages", __name__)
 
@@ -25,12 +27,8 @@ def create_job():
         upload = request.files.get("file")
         docs = submit.docs_from_form(request.form, upload)
         job = submit.submit(submit.name_from(request.form, upload), docs, params)
-    except (corpus.CorpusError, ValueError) as exc:
-        message = str(exc)
-        if hasattr(exc, "errors"):
-            from web.errors import validation_message
-
-            message = validation_message(exc)
+    except (corpus.CorpusError, ValidationError) as exc:
+        message = validation_message(exc) if isinstance(exc, ValidationError) else str(exc)
         return (
             render_template(
                 "index.html", jobs=jobs.list_jobs(context.db(), limit=50), params=JobParams(), error=message

@@ -69,4 +69,4 @@ def name_from(form: Mapping[str, str], upload: FileStorage | None) -> str | None
     name = (form.get("name") or "").strip()
     if not name and upload is not None and upload.filename:
         name = upload.filename
-    return corpus.without_nul(name)[:200] or None
+    return name[:200] or None

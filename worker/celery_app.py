@@ -28,28 +28,22 @@ log = logging.getLogger("topicq.worker")
 settings = get_settings()
 app = make_celery(settings, name="topicq-worker")
 _state = {"ready": False, "status": "starting", "llm": settings.llm_model, "embedding": settings.embedding_model}
-_runner: JobRunner | None = None
-_relabeler: RelabelRunner | None = None
-
-
 @lru_cache
 def _sessions():
     return make_session_factory(make_engine(settings))
 
 
+@lru_cache
 def runner() -> JobRunner:
-    global _runner
-    if _runner is None:
-        _runner = JobRunner(
-            factory=_sessions(),
-            store=LocalArtifactStore(settings.data_dir / "artifacts"),
-            embedding_model_name=settings.embedding_model,
-            config=PipelineConfig(embedding_batch_size=settings.embedding_batch_size, doc_tokens=settings.llm_doc_tokens),
-            models=_loaded_models,
-            heartbeat_seconds=settings.heartbeat_seconds,
-            stale_after=settings.stale_job_after,
-        )
-    return _runner
+    return JobRunner(
+        factory=_sessions(),
+        store=LocalArtifactStore(settings.data_dir / "artifacts"),
+        embedding_model_name=settings.embedding_model,
+        config=PipelineConfig(embedding_batch_size=settings.embedding_batch_size, doc_tokens=settings.llm_doc_tokens),
+        models=_loaded_models,
+        heartbeat_seconds=settings.heartbeat_seconds,
+        stale_after=settings.stale_job_after,
+    )
 
 
 def _loaded_models():
@@ -57,17 +51,15 @@ def _loaded_models():
     return models.embedder, models.labeler
 
 
+@lru_cache
 def relabeler() -> RelabelRunner:
-    global _relabeler
-    if _relabeler is None:
-        _relabeler = RelabelRunner(
-            factory=_sessions(),
-            labeler=lambda: model_registry.get_models(settings).labeler,
-            doc_tokens=settings.llm_doc_tokens,
-            stale_after=settings.stale_job_after,
-            heartbeat_seconds=settings.heartbeat_seconds,
-        )
-    return _relabeler
+    return RelabelRunner(
+        factory=_sessions(),
+        labeler=lambda: model_registry.get_models(settings).labeler,
+        doc_tokens=settings.llm_doc_tokens,
+        stale_after=settings.stale_job_after,
+        heartbeat_seconds=settings.heartbeat_seconds,
+    )
 
 
 @app.task(name=RUN_JOB)

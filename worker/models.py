@@ -72,7 +72,3 @@ def get_models(settings: Settings) -> Models:
                 device=resolve_device(settings.device),
             )
         return _models
-
-
-def models_loaded() -> bool:
-    return _models is not None
