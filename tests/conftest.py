@@ -24,6 +24,15 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 POSTGRES_URL = os.environ.get("TOPICQ_TEST_POSTGRES_URL")
 
 
+@pytest.fixture(scope="session")
+def embedder():
+    """The real bundled embedding model, loaded once per test session."""
+    from shared.settings import Settings
+    from worker.models import load_embedder
+
+    return load_embedder(Settings(device="cpu", _env_file=None))
+
+
 def read_corpus(name: str, limit: int | None = None, every: int = 1) -> list[dict]:
     """Records of a corpus in ../shared/data; ``every`` takes every n-th line (a sample across labels)."""
     path = DATA / name

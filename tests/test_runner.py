@@ -15,13 +15,6 @@ from worker.runner import USER_SAFE_ERROR, JobRunner
 
 
 @pytest.fixture(scope="session")
-def embedder():
-    from worker.models import load_embedder
-
-    return load_embedder(Settings(device="cpu", _env_file=None))
-
-
-@pytest.fixture(scope="session")
 def corpus_texts():
     """180 Python-docs paragraphs from three distinct chapters."""
     records = read_corpus("python_docs.jsonl")
