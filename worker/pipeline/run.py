@@ -12,7 +12,7 @@ from shared.prompts import THEME_PROMPT
 from shared.schemas import DEFAULT_OUTLIER_THRESHOLD, JobParams, default_min_samples, default_min_topic_size
 from worker.labeling.base import Labeler
 from worker.pipeline.cluster import cluster
-from worker.pipeline.embed import embed
+from worker.pipeline.embed import DEFAULT_WINDOWS, embed
 from worker.pipeline.label import Label, LabelInput, label_topics
 from worker.pipeline.outliers import reassign_outliers
 from worker.pipeline.progress import Progress, no_progress
@@ -58,6 +58,7 @@ class PipelineResult:
 @dataclass
 class PipelineConfig:
     embedding_batch_size: int = 64
+    embedding_windows: int = DEFAULT_WINDOWS
     doc_tokens: int = 100
 
 
@@ -98,7 +99,7 @@ def run_pipeline(
         clock = now
 
     if embeddings is None:
-        embeddings = embed(texts, embedding_model, config.embedding_batch_size, progress)
+        embeddings = embed(texts, embedding_model, config.embedding_batch_size, progress, config.embedding_windows)
     progress("embedding", len(texts), len(texts))
     lap("embedding")
 
