@@ -141,6 +141,8 @@ def test_a_redelivered_job_runs_only_once(sessions, tmp_path, embedder, corpus_t
 
 def test_a_failing_job_is_marked_failed_with_a_user_safe_message(sessions, tmp_path):
     class BrokenEmbedder:
+        max_seq_length, tokenizer = 256, None  # no tokenizer: each document is one piece
+
         def encode(self, *_args, **_kwargs):
             raise RuntimeError("CUDA error: secret internal detail at /home/op/model.py:12")
 
@@ -161,6 +163,9 @@ def test_cancelling_a_running_job_stops_it_without_results(sessions, tmp_path, e
             with transaction(sessions) as session:
                 jobs.cancel(session, job_id)
             return embedder.encode(texts, **kwargs)
+
+        def __getattr__(self, name):  # the rest (tokenizer, max_seq_length) is the real model's
+            return getattr(embedder, name)
 
     assert make_runner(sessions, tmp_path, CancelMidway()).run(job_id) == "cancelled"
     with sessions() as session:

@@ -60,6 +60,7 @@ class PipelineConfig:
     embedding_batch_size: int = 64
     embedding_windows: int = DEFAULT_WINDOWS
     doc_tokens: int = 100
+    seed: int = 42  # UMAP's and the representative-document sample's; bench/quality.py varies it
 
 
 def label_themes(representations, labels, theme_of: np.ndarray, labeler, progress: Progress) -> list[ThemeResult]:
@@ -104,9 +105,9 @@ def run_pipeline(
     lap("embedding")
 
     progress("reducing", 0, 2)
-    _, reduced = fit_umap(embeddings)
+    _, reduced = fit_umap(embeddings, seed=config.seed)
     progress("reducing", 1, 2)
-    coords = map_coordinates(embeddings)
+    coords = map_coordinates(embeddings, seed=config.seed)
     progress("reducing", 2, 2)
     lap("reducing")
 
@@ -124,7 +125,7 @@ def run_pipeline(
 
     progress("representing", 0, 1)
     representations, doc_topics, topic_model = represent(
-        texts, embeddings, clusters, embedding_model, params.nr_topics
+        texts, embeddings, clusters, embedding_model, params.nr_topics, seed=config.seed
     )
     original_doc_topics = np.where(original < 0, -1, doc_topics).astype(np.int32)
     analyzer = topic_model.vectorizer_model.build_analyzer() if topic_model is not None else None
