@@ -37,7 +37,7 @@ test: install
 bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.service --corpus python_docs --n 2000
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.labels
-	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.quality
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.quality --variants
 
 clean:
 	rm -rf $(VENV) .pytest_cache
