@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -56,7 +55,7 @@ def sample(corpus: str, n: int) -> tuple[list[str], list[str]]:
 
 
 def cached_embeddings(texts: list[str], embedder, model_name: str, windows: int, store) -> np.ndarray:
-    key = embedding_key(f"{model_name}|windows={windows}", texts)
+    key = embedding_key(model_name, windows, texts)
     stored = store.get(key)
     if stored is not None:
         return array_from_bytes(stored)
@@ -77,13 +76,14 @@ def tfidf_kmeans(texts: list[str], k: int):
 def recipe_bertopic(texts: list[str], embeddings: np.ndarray, embedder, seed: int = 42, min_samples=None):
     """BERTopic as the recipe builds it: its UMAP and HDBSCAN settings, default vectorizer and min_samples,
     the embedding of each document's first window. The recipe's min_cluster_size (150 for its 117k abstracts)
-    is scaled to the corpus as round(sqrt(n)/2). ``min_samples``: HDBSCAN's (None: min_cluster_size, the recipe)."""
+    is scaled to the corpus as sqrt(n)/2 (topicq's earlier default). ``min_samples``: HDBSCAN's (None:
+    min_cluster_size, the recipe)."""
     from bertopic import BERTopic
     from bertopic.representation import KeyBERTInspired, MaximalMarginalRelevance
     from hdbscan import HDBSCAN
     from umap import UMAP
 
-    size = round(math.sqrt(len(texts)) / 2)
+    size = default_min_topic_size(len(texts), divisor=2)
     model = BERTopic(
         embedding_model=embedder,
         umap_model=UMAP(n_neighbors=15, n_components=5, min_dist=0.0, metric="cosine", random_state=seed),
@@ -138,8 +138,9 @@ def keyword_study(texts: list[str], embeddings: np.ndarray, doc_topics: np.ndarr
         "English stop words, min_df=2": (CountVectorizer(stop_words="english", min_df=2), ClassTfidfTransformer()),
         "  + reduce_frequent_words": (CountVectorizer(stop_words="english", min_df=2),
                                       ClassTfidfTransformer(reduce_frequent_words=True)),
-        "  + corpus stop words, no addresses": (vectorizer_for(texts), ClassTfidfTransformer(reduce_frequent_words=True)),
-        "corpus stop words, no addresses (topicq)": (vectorizer_for(texts), ClassTfidfTransformer()),
+        "  + corpus stop words, no addresses": (
+            vectorizer_for(texts), ClassTfidfTransformer(reduce_frequent_words=True)),
+        "topicq: corpus stop words, no rfw": (None, None),  # represent's own defaults
     }
     print(f"\n  keywords on topicq's {len(set(doc_topics.tolist()) - {-1})} topics:")
     print(f"  {'setting':<38}{'divers':>7}{'NPMI':>7}  keywords of its three largest topics")
@@ -173,7 +174,8 @@ def main() -> None:
             "(a) TF-IDF + k-means": [lambda: tfidf_kmeans(texts, k)],
             "(b) BERTopic, recipe": [lambda s=s: recipe_bertopic(texts, first, embedder, s) for s in seeds],
             "(b') recipe, min_samples a fifth": [
-                lambda s=s: recipe_bertopic(texts, first, embedder, s, default_min_samples(round(math.sqrt(n) / 2)))
+                lambda s=s: recipe_bertopic(
+                    texts, first, embedder, s, default_min_samples(default_min_topic_size(n, divisor=2)))
                 for s in seeds
             ],
             "(c) topicq defaults": [lambda s=s: topicq(texts, windowed, embedder, s) for s in seeds],

@@ -15,7 +15,7 @@ from shared.db import transaction
 from shared.prompts import MAIN_PROMPT
 from worker.labeling.base import Labeler
 from worker.pipeline.label import LabelInput, label_topics
-from worker.runner import USER_SAFE_ERROR, Heartbeat
+from worker.runner import Heartbeat, record_failure
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +43,8 @@ class RelabelRunner:
                 labels = label_topics(inputs, self.labeler(), doc_budget=self.doc_tokens, template=template,
                                       progress=self._reporter(run_id))
         except Exception:
-            log.exception("re-label run %s failed", run_id)
-            with transaction(self.factory) as session:
-                label_runs.fail_run(session, run_id, USER_SAFE_ERROR)
-            return "failed"
+            return record_failure(self.factory, lambda session, message: label_runs.fail_run(session, run_id, message),
+                                  log, f"re-label run {run_id} failed")
         with transaction(self.factory) as session:
             run = label_runs.get_run(session, run_id)
             finished = label_runs.finish_run(session, run, {n: (l.text, l.source) for n, l in zip(numbers, labels)})

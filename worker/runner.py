@@ -81,12 +81,25 @@ class ProgressReporter:
             raise JobCancelled(self.job_id)
 
 
-def embedding_key(model_name: str, texts: list[str]) -> str:
-    """Content hash of the corpus and the model: the same documents reuse their embeddings."""
-    digest = hashlib.sha256(model_name.encode())
+def embedding_key(model_name: str, windows: int, texts: list[str]) -> str:
+    """Content hash of the corpus, the model and the windows per document: the same documents reuse their
+    embeddings."""
+    digest = hashlib.sha256(f"{model_name}|windows={windows}".encode())
     for text in texts:
         digest.update(b"\x00" + text.encode())
     return f"embeddings/{digest.hexdigest()}.npy"
+
+
+def record_failure(
+    factory: sessionmaker[Session], fail: Callable[[Session, str], None], logger: logging.Logger, what: str
+) -> str:
+    """Log the exception being handled to ``logger``, store the user-safe message through ``fail``
+    (``jobs.fail`` or ``label_runs.fail_run`` with the id bound) and return the status "failed".
+    Call it inside ``except``."""
+    logger.exception("%s", what)
+    with transaction(factory) as session:
+        fail(session, USER_SAFE_ERROR)
+    return "failed"
 
 
 @dataclass
@@ -111,10 +124,8 @@ class JobRunner:
                 params = JobParams.model_validate(jobs.get_job(session, job_id).params)
                 texts = jobs.load_documents(session, job_id)
         except Exception:
-            log.exception("job %s could not be loaded", job_id)
-            with transaction(self.factory) as session:
-                jobs.fail(session, job_id, USER_SAFE_ERROR)
-            return "failed"
+            return record_failure(self.factory, lambda session, message: jobs.fail(session, job_id, message),
+                                  log, f"job {job_id} could not be loaded")
         # The session is closed here: no connection is held during minutes of model work.
         try:
             with Heartbeat(self.factory, lambda session: jobs.beat(session, job_id), self.heartbeat_seconds):
@@ -123,10 +134,8 @@ class JobRunner:
             log.info("job %s was cancelled while running", job_id)
             return "cancelled"
         except Exception:
-            log.exception("job %s failed", job_id)
-            with transaction(self.factory) as session:
-                jobs.fail(session, job_id, USER_SAFE_ERROR)
-            return "failed"
+            return record_failure(self.factory, lambda session, message: jobs.fail(session, job_id, message),
+                                  log, f"job {job_id} failed")
         with transaction(self.factory) as session:
             saved = jobs.finish(
                 session,
@@ -149,7 +158,7 @@ class JobRunner:
     def _compute(self, job_id: str, texts: list[str], params: JobParams) -> PipelineResult:
         progress = ProgressReporter(self.factory, job_id)
         embedder, labeler = self.models()
-        key = embedding_key(f"{self.embedding_model_name}|windows={self.config.embedding_windows}", texts)
+        key = embedding_key(self.embedding_model_name, self.config.embedding_windows, texts)
         cached = self.store.get(key)
         embeddings = array_from_bytes(cached) if cached is not None else None
         if embeddings is not None and embeddings.shape[0] != len(texts):
