@@ -12,25 +12,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from sklearn.metrics import adjusted_mutual_info_score, normalized_mutual_info_score
 
+from bench.quality import sample
 from cli.local_service import LocalService, service_env
 from cli.redis_server import free_port
 from shared.schemas import FINISHED
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def sample(corpus: str, n: int) -> list[dict]:
-    """n records spread evenly over the corpus file (it is sorted by id, so every k-th line mixes labels)."""
-    lines = (DATA / f"{corpus}.jsonl").read_text().splitlines()
-    step = max(1, len(lines) // n)
-    return [json.loads(line) for line in lines[::step][:n]]
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -38,7 +31,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--params", default="{}", help="job params as JSON")
     args = parser.parse_args()
-    records = sample(args.corpus, args.n)
+    texts, labels = sample(args.corpus, args.n)
+    # A plain `kill` should stop the service it started too: run the `finally` below rather than die at once.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     with tempfile.TemporaryDirectory() as tmp:
         service = LocalService(service_env(Path(tmp) / "var", free_port()), Path(tmp) / "up.log")
@@ -48,7 +43,7 @@ def main() -> None:
             print(f"service up and models loaded: {time.perf_counter() - started:.1f} s")
             submitted = time.perf_counter()
             job = service.post(
-                "/api/v1/jobs", json={"documents": [r["text"] for r in records], "params": json.loads(args.params)}
+                "/api/v1/jobs", json={"documents": texts, "params": json.loads(args.params)}
             ).json()
             accepted = time.perf_counter() - submitted
             stage_started: dict[str, float] = {}
@@ -65,14 +60,14 @@ def main() -> None:
         finally:
             service.stop()
 
-    print(f"corpus: {args.corpus}, {len(records)} documents; status {final['status']}")
+    print(f"corpus: {args.corpus}, {len(texts)} documents; status {final['status']}")
     print(f"accepted (HTTP 202) in {accepted:.2f} s; submit to done: {total:.1f} s")
     marks = sorted(stage_started.items(), key=lambda kv: kv[1]) + [("end", submitted + total)]
     print("stages (as seen by polling): " + ", ".join(
         f"{name} {end - start:.1f} s" for (name, start), (_, end) in zip(marks, marks[1:]) if name != "done"))
     n_out = topics["n_outliers"]
-    print(f"topics: {len(topics['topics'])}; outliers: {n_out} ({100 * n_out / len(records):.1f}%)")
-    truth = [records[d["index"]]["label"] for d in docs]
+    print(f"topics: {len(topics['topics'])}; outliers: {n_out} ({100 * n_out / len(texts):.1f}%)")
+    truth = [labels[d["index"]] for d in docs]
     found = [d["topic"] for d in docs]
     print(f"agreement with the corpus labels: NMI {normalized_mutual_info_score(truth, found):.3f}, "
           f"AMI {adjusted_mutual_info_score(truth, found):.3f}")
