@@ -20,9 +20,7 @@ Embeddings are cached by content hash in TOPICQ_DATA_DIR/artifacts, as the servi
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 from sklearn.cluster import KMeans
@@ -33,6 +31,7 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.model_selection import cross_val_predict
 from sklearn.preprocessing import normalize
 
+from bench.corpora import sample
 from shared.schemas import JobParams, default_min_samples, default_min_topic_size
 from shared.settings import Settings
 from shared.storage import LocalArtifactStore, array_from_bytes, array_to_bytes
@@ -43,17 +42,8 @@ from worker.pipeline.run import PipelineConfig, run_pipeline
 from worker.pipeline.scores import diversity, npmi_coherence
 from worker.runner import embedding_key
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 ANALYZER = CountVectorizer(stop_words="english").build_analyzer()  # the same tokens for every system's NPMI
 HEADER = f"{'system':<40}{'NMI':>6}{'ARI':>7}{'outliers':>9}{'topics':>7}{'divers':>7}{'NPMI':>7}{'sec':>7}"
-
-
-def sample(corpus: str, n: int) -> tuple[list[str], list[str]]:
-    """``n`` documents spread evenly over the whole file (it is sorted by id), with their labels."""
-    lines = (DATA / f"{corpus}.jsonl").read_text().splitlines()
-    picked = [lines[i * len(lines) // n] for i in range(n)] if n < len(lines) else lines
-    records = [json.loads(line) for line in picked]
-    return [r["text"] for r in records], [r["label"] for r in records]
 
 
 def cached_embeddings(texts: list[str], embedder, model_name: str, windows: int, store) -> np.ndarray:
@@ -145,7 +135,7 @@ def goal_check(mean_nmi: dict[str, float], goal: float = 0.10) -> str:
                  "(b') recipe, min_samples a fifth"):
         margin = round(ours - mean_nmi[name], 3)  # judged as printed
         parts.append(f"{name.split()[0]} {margin:+.3f} ({'met' if margin >= goal else 'missed'})")
-    return f"  NMI of (c) over: " + ", ".join(parts) + f"; goal +{goal:.2f}"
+    return "  NMI of (c) over: " + ", ".join(parts) + f"; goal +{goal:.2f}"
 
 
 def keyword_study(texts: list[str], embeddings: np.ndarray, doc_topics: np.ndarray, embedder) -> None:

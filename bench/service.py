@@ -20,7 +20,7 @@ from pathlib import Path
 
 from sklearn.metrics import adjusted_mutual_info_score, normalized_mutual_info_score
 
-from bench.quality import sample
+from bench.corpora import sample
 from cli.local_service import LocalService, service_env
 from cli.redis_server import free_port
 from shared.schemas import FINISHED
