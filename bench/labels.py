@@ -1,34 +1,46 @@
-"""Label benchmark: BERTopic's TextGeneration, one prompt per topic as the recipe runs it, against topicq's
-labeller (shared-prefix KV cache, batches, stop after the label line, documents cut to a budget), on the
-same topics of a real corpus, the same model and the same prompt, side by side in one run.
+"""Label benchmark, side by side in one run on the same topics, representative documents, keywords, prompt
+and model:
 
-    python -m bench.labels       # the 10 largest topics of 800 news articles (the recipe's kind of corpus), ~10 min
-    python -m bench.labels --corpus python_docs --n-docs 2000 --min-topic-size 22 --max-topics 0   # short paragraphs
+  (a)  BERTopic's TextGeneration as the recipe uses it: one pipeline call per topic, full documents,
+       500 new tokens (transformers, the weights in what `auto` gives transformers on this machine);
+  (b)  topicq's transformers labeller (shared-prefix KV cache, batches, stop after the label line, documents
+       cut to TOPICQ_LLM_DOC_TOKENS);
+  (c)  topicq's llama.cpp labeller on the GGUF as shipped (the prefix's KV state saved once);
+  (d)  what `TOPICQ_LLM_BACKEND=auto` picks here, loaded and run in a fresh process exactly as a worker
+       does (both models loaded), so its peak RSS is a worker's;
+
+then the prompt budget (documents cut to 100, 60 or 40 tokens; 5 or 3 of them) on the llama.cpp path, and
+the bundled 0.5B model, each against the labels of the full prompt (a) and of (b). Agreement is the mean
+cosine of the label embeddings (all-MiniLM-L6-v2); hygiene counts usable, distinct labels of 1-10 words.
+
+    python -m bench.labels                  # the 10 largest topics of 800 news articles
+    python -m bench.labels --max-topics 5   # quicker
+    python -m bench.labels --corpus python_docs --n-docs 2000 --min-topic-size 22 --max-topics 0
+
+The last lines are `ratio (d)/(a): X` and `ratio (d)/(b): X`: how many times faster per label (d) is.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import threading
+import platform
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import psutil
-import torch
 
-from shared.prompts import EXAMPLE_ANSWER, EXAMPLE_PROMPT, MAIN_PROMPT, SYSTEM_PROMPT, clean_label
+from bench.corpora import sample
+from bench.memory import PeakRSS, cpu_description
+from shared.prompts import EXAMPLE_ANSWER, EXAMPLE_PROMPT, MAIN_PROMPT, SYSTEM_PROMPT, build_messages, clean_label
 from shared.settings import Settings
-from worker.models import load_embedder
-from worker.pipeline.cluster import cluster
-from worker.pipeline.embed import embed
 from worker.pipeline.label import LabelInput, label_topics
-from worker.pipeline.reduce import fit_umap
-from worker.pipeline.represent import represent
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+BUDGETS = [(100, 5), (60, 5), (40, 5), (100, 3), (60, 3), (40, 3)]  # (tokens per document, documents)
 
 
 class SameCut:
@@ -44,36 +56,13 @@ class SameCut:
         return chunks[0]
 
 
-class PeakRSS:
-    """Samples this process's resident memory every 20 ms; ``peak`` in GiB."""
-
-    def __init__(self) -> None:
-        self.process = psutil.Process()
-        self.peak = 0
-        self._stop = threading.Event()
-
-    def __enter__(self) -> PeakRSS:
-        self.peak = self.process.memory_info().rss
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.02):
-            self.peak = max(self.peak, self.process.memory_info().rss)
-
-    def __exit__(self, *_exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def gib(self) -> float:
-        return self.peak / 2**30
-
-
 def topics_of(corpus: str, n_docs: int, min_topic_size: int, embedder):
-    lines = (DATA / f"{corpus}.jsonl").read_text().splitlines()
-    texts = [json.loads(line)["text"] for line in lines[:: max(1, len(lines) // n_docs)][:n_docs]]
+    from worker.pipeline.cluster import cluster
+    from worker.pipeline.embed import embed
+    from worker.pipeline.reduce import fit_umap
+    from worker.pipeline.represent import represent
+
+    texts, _ = sample(corpus, n_docs)
     embeddings = embed(texts, embedder)
     _, reduced = fit_umap(embeddings)
     _, clusters = cluster(reduced, min_topic_size, max(2, min_topic_size // 5))
@@ -101,16 +90,65 @@ def arguments(**defaults) -> argparse.Namespace:
     parser.add_argument("--llm-model", default=None, help="TOPICQ_LLM_MODEL for this run (a hub id or a path)")
     parser.add_argument("--quantization", default="auto", choices=["auto", "none", "nf4"])
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--no-llama-cpp", dest="llama_cpp", action="store_false",
+                        help="leave out (c), the budget table and the 0.5B row (a GPU run)")
+    parser.add_argument("--worker-row", help=argparse.SUPPRESS)  # internal: run (d) on this inputs file
     parser.set_defaults(**defaults)
     return parser.parse_args()
 
 
+def hygiene(labels: list[str]) -> str:
+    usable = [x for x in labels if x and clean_label(x) == x and 1 <= len(x.split()) <= 10]
+    return f"{len(usable)}/{len(labels)} usable, {len({x.lower() for x in labels})} distinct"
+
+
+def timed(run, n: int) -> tuple[list[str], float, float]:
+    """(labels, seconds per label, peak RSS GiB) of ``run()``."""
+    with PeakRSS() as memory:
+        started = time.perf_counter()
+        labels = run()
+        seconds = (time.perf_counter() - started) / n
+    return labels, seconds, memory.gib
+
+
+def worker_row(inputs_file: str) -> None:
+    """(d): load both models as a worker does, label the topics, print one JSON line."""
+    from worker.models import get_models
+
+    payload = json.loads(Path(inputs_file).read_text())
+    inputs = [LabelInput(t["keywords"], t["documents"]) for t in payload["topics"]]
+    settings = Settings(_env_file=None, **payload["overrides"])
+    started = time.perf_counter()
+    models = get_models(settings)
+    load = time.perf_counter() - started
+    with PeakRSS() as memory:
+        started = time.perf_counter()
+        labels = [x.text for x in label_topics(inputs, models.labeler, doc_budget=settings.llm_doc_tokens)]
+        seconds = (time.perf_counter() - started) / len(inputs)
+    print(json.dumps({"labels": labels, "seconds": seconds, "load": load, "peak_gib": memory.gib_ever,
+                      "choice": models.label_backend.as_dict()}))
+
+
+def run_worker_row(inputs: list[LabelInput], overrides: dict) -> dict:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump({"topics": [{"keywords": t.keywords, "documents": t.documents} for t in inputs],
+                   "overrides": overrides}, handle)
+    done = subprocess.run([sys.executable, "-m", "bench.labels", "--worker-row", handle.name],
+                          capture_output=True, text=True, check=True)
+    Path(handle.name).unlink()
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main(args: argparse.Namespace | None = None) -> None:
     args = args or arguments()
+    if args.worker_row:
+        return worker_row(args.worker_row)
     from bertopic.representation import TextGeneration
     from transformers import pipeline
 
+    from worker.labeling import bundled
     from worker.labeling.hf import HFLabeler
+    from worker.models import load_embedder
 
     overrides = {"llm_quantization": args.quantization, "device": args.device}
     if args.llm_model:
@@ -118,8 +156,6 @@ def main(args: argparse.Namespace | None = None) -> None:
     settings = Settings(_env_file=None, **overrides)
     embedder = load_embedder(settings)
     texts, doc_topics, topic_model = topics_of(args.corpus, args.n_docs, args.min_topic_size, embedder)
-    labeler = HFLabeler.load(settings)
-    base_rss = psutil.Process().memory_info().rss / 2**30
 
     keyword_topics = {t: words for t, words in topic_model.topic_representations_.items() if t >= 0}
     if args.max_topics and len(keyword_topics) > args.max_topics:
@@ -129,55 +165,99 @@ def main(args: argparse.Namespace | None = None) -> None:
     c_tf_idf = topic_model.c_tf_idf_[first_row : first_row + len(keyword_topics)]
     documents = pd.DataFrame({"Document": texts, "Topic": doc_topics, "ID": range(len(texts))})
     representative, _, _, _ = topic_model._extract_representative_docs(c_tf_idf, documents, keyword_topics, 500, 5)
-    n = len(keyword_topics)
-    print(f"{args.corpus}: {len(texts)} documents, {n} topics; model {settings.llm_model}; "
-          f"process RSS with both models loaded {base_rss:.2f} GiB")
-
-    # (a) The recipe: a text-generation pipeline, one blocking call per topic, 500 new tokens, full documents;
-    # (a') the same with each document cut exactly as topicq cuts it, to separate the engine from the budget.
-    generator = pipeline("text-generation", model=labeler.model, tokenizer=labeler.tokenizer,
-                         max_new_tokens=500, repetition_penalty=1.1, do_sample=False)
-    budget = settings.llm_doc_tokens
-    variants = {
-        "(a) TextGeneration": TextGeneration(generator, prompt=recipe_prompt(labeler.tokenizer), nr_docs=5),
-        "(a') same, docs cut": TextGeneration(generator, prompt=recipe_prompt(labeler.tokenizer), nr_docs=5,
-                                              doc_length=1, tokenizer=SameCut(labeler, budget)),
-    }
-    rows, labels = {}, {}
-    for name, model in variants.items():
-        with PeakRSS() as memory:
-            started = time.perf_counter()
-            answers = model.extract_topics(topic_model, documents, c_tf_idf, keyword_topics)
-            rows[name] = (time.perf_counter() - started, memory.gib)
-        labels[name] = [clean_label(answers[t][0][0]) or "" for t in sorted(keyword_topics)]
-
-    # (b) topicq's labeller on the same topics, keywords and representative documents.
     inputs = [LabelInput([w for w, _ in keyword_topics[t]], representative[t]) for t in sorted(keyword_topics)]
-    with PeakRSS() as memory:
-        started = time.perf_counter()
-        ours = label_topics(inputs, labeler, doc_budget=budget)
-        rows["(b) topicq labeller"] = (time.perf_counter() - started, memory.gib)
-    labels["(b) topicq labeller"] = [label.text for label in ours]
+    n, budget = len(inputs), settings.llm_doc_tokens
+    print(f"{args.corpus}: {len(texts)} documents, {n} topics labelled; model {settings.llm_model}; "
+          f"default budget {budget} tokens x 5 documents")
+    print(f"CPU: {cpu_description()}; Python {platform.python_version()}")
 
-    print(f"\n{'':24}{'labels/s':>10}{'s/label':>10}{'peak RSS GiB':>14}")
+    rows: dict[str, tuple[float, float]] = {}  # name -> (s/label, peak RSS GiB)
+    labels: dict[str, list[str]] = {}
+    hf = HFLabeler.load(Settings(_env_file=None, **overrides, llm_backend="transformers"))
+    generator = pipeline("text-generation", model=hf.model, tokenizer=hf.tokenizer,
+                         max_new_tokens=500, repetition_penalty=1.1, do_sample=False)
+    recipe = TextGeneration(generator, prompt=recipe_prompt(hf.tokenizer), nr_docs=5)
+
+    def run_recipe() -> list[str]:
+        answers = recipe.extract_topics(topic_model, documents, c_tf_idf, keyword_topics)
+        return [clean_label(answers[t][0][0]) or "" for t in sorted(keyword_topics)]
+
+    name_a, name_b = "(a) TextGeneration (recipe)", f"(b) transformers {hf.model.dtype}".replace("torch.", "")
+    labels[name_a], *rows[name_a] = timed(run_recipe, n)
+    labels[name_b], *rows[name_b] = timed(lambda: [x.text for x in label_topics(inputs, hf, doc_budget=budget)], n)
+    del generator, recipe, hf
+
+    cpp = None
+    if args.llama_cpp:
+        from worker.labeling.llamacpp import LlamaCppLabeler
+
+        gguf = bundled.assemble_gguf(bundled.lookup(settings.llm_model), settings.model_dir)
+        cpp = LlamaCppLabeler.load(gguf, threads=None, max_new_tokens=settings.llm_max_new_tokens,
+                                   name=settings.llm_model)
+        name_c = "(c) llama.cpp gguf"
+        labels[name_c], *rows[name_c] = timed(lambda: [x.text for x in label_topics(inputs, cpp, doc_budget=budget)], n)
+
+    worker = run_worker_row(inputs, overrides)
+    choice = worker["choice"]
+    name_d = f"(d) auto: {choice['backend']} {choice['dtype']}"
+    labels[name_d], rows[name_d] = worker["labels"], (worker["seconds"], worker["peak_gib"])
+
+    vectors = {name: embedder.encode([x or "-" for x in found], normalize_embeddings=True)
+               for name, found in labels.items()}
+
+    def agreement(name: str, reference: str) -> float:
+        return float(np.mean(np.sum(vectors[name] * vectors[reference], axis=1)))
+
+    print(f"\n{'':34}{'s/label':>9}{'peak RSS GiB':>14}{'agree (a)':>11}{'agree (b)':>11}  hygiene")
     for name, (seconds, gib) in rows.items():
-        print(f"{name:24}{n / seconds:>10.3f}{seconds / n:>10.2f}{gib:>14.2f}")
-    ours_seconds = rows["(b) topicq labeller"][0]
-    for name in variants:
-        print(f"speed-up (b) over {name.split()[0]}: {rows[name][0] / ours_seconds:.2f}x")
-    names = list(rows)
-    vectors = {name: embedder.encode([x or "-" for x in labels[name]], normalize_embeddings=True) for name in names}
-    for name in variants:
-        cosine = np.sum(vectors[name] * vectors[names[-1]], axis=1)
-        same = sum(a.lower() == b.lower() for a, b in zip(labels[name], labels[names[-1]]))
-        print(f"agreement of (b) with {name.split()[0]}: identical {same}/{n}, mean cosine {cosine.mean():.3f} "
-              f"(min {cosine.min():.3f}; {settings.embedding_model})")
-    if torch.cuda.is_available():
-        print(f"GPU memory: peak allocated {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB "
-              f"({torch.cuda.get_device_name()})")
-    print(f"\n{'topic':>5}  " + "".join(f"{name:<40}" for name in names))
-    for i, t in enumerate(sorted(keyword_topics)):
-        print(f"{t:>5}  " + "".join(f"{labels[name][i][:38]:<40}" for name in names))
+        print(f"{name:34}{seconds:>9.2f}{gib:>14.2f}{agreement(name, name_a):>11.3f}{agreement(name, name_b):>11.3f}"
+              f"  {hygiene(labels[name])}")
+    print(f"(d) chose {choice['backend']} on {choice['device']} ({choice['dtype']}): {choice['reason']}; "
+          f"a worker with both models loaded in {worker['load']:.1f} s, peak RSS {worker['peak_gib']:.2f} GiB")
+    print("(peak RSS of (a)-(c) is this bench's process, which holds every model of the earlier rows)")
+
+    if cpp is not None:
+        budget_table(cpp, inputs, embedder, vectors[name_a], vectors[name_b], settings)
+
+    print(f"\n{'topic':>5}  " + "".join(f"{name[:30]:<32}" for name in labels))
+    for i in range(n):
+        print(f"{i:>5}  " + "".join(f"{labels[name][i][:30]:<32}" for name in labels))
+    print()
+    seconds_d = rows[name_d][0]
+    print(f"ratio (d)/(a): {rows[name_a][0] / seconds_d:.2f}")
+    print(f"ratio (d)/(b): {rows[name_b][0] / seconds_d:.2f}")
+
+
+def budget_table(cpp, inputs, embedder, full_vectors, b_vectors, settings) -> None:
+    """The llama.cpp path at each prompt budget, and the bundled 0.5B model at the default one."""
+    from worker.labeling import bundled
+    from worker.labeling.llamacpp import LlamaCppLabeler
+
+    n = len(inputs)
+    print(f"\nPrompt budget on the llama.cpp path ({settings.llm_model}); agreement with the full prompt (a) "
+          "and with (b):")
+    print(f"{'docs x tokens':>14}{'own tokens':>15}{'s/label':>9}{'agree (a)':>11}{'agree (b)':>11}  hygiene")
+
+    def row(labeler, title: str, tokens: int, docs: int) -> None:
+        cut = [LabelInput(t.keywords, t.documents[:docs]) for t in inputs]
+        uncached = np.mean([labeler.prompt_tokens(build_messages(
+            [labeler.truncate(d, tokens) for d in t.documents], t.keywords))[1] for t in cut])
+        found, seconds, _ = timed(lambda: [x.text for x in label_topics(cut, labeler, doc_budget=tokens)], n)
+        found_vectors = embedder.encode([x or "-" for x in found], normalize_embeddings=True)
+        print(f"{title:>14}{uncached:>15.0f}{seconds:>9.2f}{np.mean(np.sum(found_vectors * full_vectors, 1)):>11.3f}"
+              f"{np.mean(np.sum(found_vectors * b_vectors, 1)):>11.3f}  {hygiene(found)}")
+
+    for tokens, docs in BUDGETS:
+        row(cpp, f"{docs} x {tokens}", tokens, docs)
+    small = bundled.lookup("bundled:qwen2.5-coder-0.5b-instruct")
+    try:
+        gguf = bundled.assemble_gguf(small, settings.model_dir)
+    except bundled.BundledModelError as exc:
+        print(f"0.5B model: not installed ({exc})")
+        return
+    labeler = LlamaCppLabeler.load(gguf, threads=None, max_new_tokens=settings.llm_max_new_tokens, name=small.name)
+    row(labeler, f"0.5B 5 x {settings.llm_doc_tokens}", settings.llm_doc_tokens, 5)
+    print("(own tokens: a label prompt's tokens after the shared prefix, which is evaluated once per worker)")
 
 
 if __name__ == "__main__":

@@ -77,6 +77,14 @@ class Settings(BaseSettings):
         "`bundled:qwen2.5-coder-0.5b-instruct`, or any causal LM hub id or local path "
         f"(the recipe: `{RECIPE_LLM}`).",
     )
+    llm_backend: Literal["auto", "llama.cpp", "transformers"] = Field(
+        "auto",
+        description="Label backend. auto: llama.cpp for a GGUF model (the bundled ones) on the CPU, transformers on "
+        "CUDA and for hub models; the worker logs its choice and why, and /healthz shows it.",
+    )
+    llm_threads: int = Field(
+        0, ge=0, description="CPU threads llama.cpp uses for labels; 0: every core this worker may run on."
+    )
     llm_quantization: Literal["auto", "none", "nf4"] = Field(
         "auto",
         description="nf4: bitsandbytes 4-bit NF4 with double quantization and bfloat16 compute (the recipe). "

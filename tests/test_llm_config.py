@@ -48,3 +48,53 @@ def test_bundled_model_in_4bit_on_cuda_is_quantized_from_its_bfloat16_copy(monke
     plan = hf.plan_load(Settings(model_dir=tmp_path, llm_quantization="nf4", _env_file=None))
     assert plan.source == str(tmp_path / "qwen2.5-coder-1.5b-instruct-bfloat16")
     assert plan.kwargs["quantization_config"].bnb_4bit_quant_type == "nf4"
+
+
+# Which label backend a worker runs (pure: the hardware is passed in).
+from worker.labeling.choose import LLAMA_CPP, TRANSFORMERS, choose_backend  # noqa: E402
+
+
+def test_auto_runs_the_bundled_gguf_in_llama_cpp_on_a_cpu_without_native_bfloat16():
+    choice = choose_backend("auto", gguf=True, device="cpu", fast_bf16=False, transformers_dtype="float32")
+    assert (choice.backend, choice.device, choice.dtype) == (LLAMA_CPP, "cpu", "gguf")
+    assert "no native bfloat16" in choice.reason and choice.as_dict()["reason"] == choice.reason
+
+
+def test_auto_runs_transformers_in_bfloat16_where_the_cpu_has_it():
+    choice = choose_backend("auto", gguf=True, device="cpu", fast_bf16=True, transformers_dtype="bfloat16")
+    assert (choice.backend, choice.device, choice.dtype) == (TRANSFORMERS, "cpu", "bfloat16")
+
+
+def test_auto_on_cuda_is_transformers_with_the_recipes_nf4():
+    choice = choose_backend("auto", gguf=False, device="cuda", fast_bf16=False, transformers_dtype="nf4")
+    assert (choice.backend, choice.device, choice.dtype) == (TRANSFORMERS, "cuda", "nf4")
+    assert choose_backend("auto", gguf=True, device="cuda", fast_bf16=False, transformers_dtype="bfloat16").backend \
+        == TRANSFORMERS
+
+
+def test_auto_on_cpu_with_a_hub_model_is_transformers():
+    choice = choose_backend("auto", gguf=False, device="cpu", fast_bf16=True, transformers_dtype="bfloat16")
+    assert choice.backend == TRANSFORMERS and "not a GGUF" in choice.reason
+
+
+def test_an_explicit_backend_overrides_auto():
+    choice = choose_backend("transformers", gguf=True, device="cpu", fast_bf16=False, transformers_dtype="float32")
+    assert (choice.backend, choice.dtype, choice.reason) == (TRANSFORMERS, "float32", "TOPICQ_LLM_BACKEND=transformers")
+    assert choose_backend("llama.cpp", gguf=True, device="cpu", fast_bf16=True, transformers_dtype="bfloat16").backend \
+        == LLAMA_CPP
+    with pytest.raises(ValueError, match="needs a GGUF model"):
+        choose_backend("llama.cpp", gguf=False, device="cpu", fast_bf16=True, transformers_dtype="bfloat16")
+
+
+def test_the_worker_resolves_its_backend_from_settings(monkeypatch, tmp_path):
+    from worker import models
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(models, "cpu_has_fast_bf16", lambda: False)
+    assert models.label_backend(Settings(model_dir=tmp_path, _env_file=None)).backend == LLAMA_CPP
+    monkeypatch.setattr(models, "cpu_has_fast_bf16", lambda: True)
+    assert models.label_backend(Settings(model_dir=tmp_path, _env_file=None)).backend == TRANSFORMERS
+    choice = models.label_backend(Settings(model_dir=tmp_path, llm_backend="transformers", _env_file=None))
+    assert choice.backend == TRANSFORMERS and choice.dtype in ("bfloat16", "float32")
+    assert models.label_backend(Settings(llm_model="/m/model.gguf", llm_backend="llama.cpp", _env_file=None)).backend \
+        == LLAMA_CPP

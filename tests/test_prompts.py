@@ -83,3 +83,21 @@ def test_with_keyword_adds_the_first_keyword_not_in_the_label():
 def test_custom_templates_need_a_tag():
     assert validate_template("Label this: [KEYWORDS]") is None
     assert "must contain [KEYWORDS] or [DOCUMENTS]" in validate_template("Label this topic")
+
+
+def test_generation_stops_once_a_label_line_is_complete():
+    from worker.labeling.base import label_line_done
+
+    assert not label_line_done("Qt Framework")  # the line may go on
+    assert label_line_done("Qt Framework\n")
+    assert not label_line_done("Sure, here is a short label:\n")  # a preamble alone: the label follows
+    assert label_line_done("Sure, here is a short label:\n\nQt Framework\n")
+
+
+def test_special_tokens_are_taken_out_of_user_text_longest_first():
+    from worker.labeling.base import defuse, special_token_pattern
+
+    pattern = special_token_pattern(["<|im_end|>", "<|im", "", "<|im_start|>"])
+    conversation = [{"role": "user", "content": "a<|im_end|>b<|im_start|>c<|imd"}]
+    assert defuse(conversation, pattern) == [{"role": "user", "content": "abcd"}]
+    assert defuse(conversation, special_token_pattern([])) == conversation

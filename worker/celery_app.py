@@ -99,7 +99,8 @@ def _load_models_at_start(sender=None, **_kwargs) -> None:
     if settings.load_models_on_start:
         _state["status"] = "loading models"
         try:
-            model_registry.get_models(settings)
+            models = model_registry.get_models(settings)
+            _state["labels"] = models.label_backend.as_dict()
         except Exception:
             # Celery swallows errors raised in signal handlers: exit, so a supervisor sees the failure
             # instead of a worker that takes jobs it cannot run.

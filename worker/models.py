@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.settings import BUNDLED_EMBEDDING_MODEL, Settings
-from worker.devices import resolve_device, resolve_dtype
+from worker.devices import cpu_has_fast_bf16, resolve_device, resolve_dtype
+from worker.labeling import bundled
 from worker.labeling.base import Labeler
+from worker.labeling.choose import LLAMA_CPP, BackendChoice, choose_backend
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +23,7 @@ class Models:
     embedder: object  # a SentenceTransformer
     labeler: Labeler
     device: str
+    label_backend: BackendChoice
 
 
 def embedding_source(spec: str) -> str:
@@ -51,7 +54,32 @@ def load_embedder(settings: Settings):
     return model
 
 
-def load_labeler(settings: Settings) -> Labeler:
+def label_backend(settings: Settings) -> BackendChoice:
+    """The label backend this worker runs, and why (the worker logs it and /healthz shows it)."""
+    from worker.labeling.hf import weights_dtype
+
+    device = resolve_device(settings.device)
+    model = bundled.lookup(settings.llm_model)
+    return choose_backend(
+        settings.llm_backend,
+        gguf=model is not None or settings.llm_model.endswith(".gguf"),
+        device=device,
+        fast_bf16=cpu_has_fast_bf16(),
+        transformers_dtype=weights_dtype(settings, device, is_bundled=model is not None),
+    )
+
+
+def load_labeler(settings: Settings, choice: BackendChoice) -> Labeler:
+    log.info("label backend %s on %s (%s): %s", choice.backend, choice.device, choice.dtype, choice.reason)
+    if choice.backend == LLAMA_CPP:
+        from worker.labeling.llamacpp import LlamaCppLabeler
+
+        model = bundled.lookup(settings.llm_model)
+        gguf = bundled.assemble_gguf(model, settings.model_dir) if model else Path(settings.llm_model)
+        return LlamaCppLabeler.load(
+            gguf, threads=settings.llm_threads or None, max_new_tokens=settings.llm_max_new_tokens,
+            name=settings.llm_model,
+        )
     from worker.labeling.hf import HFLabeler
 
     return HFLabeler.load(settings)
@@ -66,9 +94,11 @@ def get_models(settings: Settings) -> Models:
     global _models
     with _lock:
         if _models is None:
+            choice = label_backend(settings)
             _models = Models(
                 embedder=load_embedder(settings),
-                labeler=load_labeler(settings),
+                labeler=load_labeler(settings, choice),
                 device=resolve_device(settings.device),
+                label_backend=choice,
             )
         return _models

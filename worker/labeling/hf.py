@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,8 +16,7 @@ from transformers import DynamicCache, StoppingCriteria, StoppingCriteriaList
 from shared.settings import Settings
 from worker.devices import resolve_device, resolve_dtype
 from worker.labeling import bundled
-from worker.labeling.base import Messages, OnProgress
-from shared.prompts import clean_label
+from worker.labeling.base import Messages, OnProgress, defuse, label_line_done, special_token_pattern
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +36,13 @@ def quantization_for(settings: Settings, device: str, is_bundled: bool) -> str:
     if settings.llm_quantization != "auto":
         return settings.llm_quantization
     return "nf4" if device == "cuda" and not is_bundled else "none"
+
+
+def weights_dtype(settings: Settings, device: str, is_bundled: bool) -> str:
+    """What this backend would run the weights in: "nf4", or a dtype name such as "bfloat16"."""
+    if quantization_for(settings, device, is_bundled) == "nf4":
+        return "nf4"
+    return str(resolve_dtype(settings.llm_dtype, device)).removeprefix("torch.")
 
 
 def plan_load(settings: Settings) -> LoadPlan:
@@ -69,10 +74,7 @@ def plan_load(settings: Settings) -> LoadPlan:
 
 
 class LabelLineDone(StoppingCriteria):
-    """Stops a row once it has written a usable label line and then a newline.
-
-    Stopping at the first newline alone would cut "Sure, here is a label:\n\nQt Framework" before the label.
-    """
+    """Stops a row once it has written a usable label line and then a newline (``label_line_done``)."""
 
     def __init__(self, tokenizer, prompt_length: int) -> None:
         self.tokenizer = tokenizer
@@ -80,7 +82,7 @@ class LabelLineDone(StoppingCriteria):
 
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
         texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_length :], skip_special_tokens=True)
-        done = [("\n" in text and clean_label(text.rsplit("\n", 1)[0]) is not None) for text in texts]
+        done = [label_line_done(text) for text in texts]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
@@ -112,10 +114,7 @@ class HFLabeler:
         self.reuse_prefix = reuse_prefix
         self._prefixes: dict[str, Prefix] = {}
         # Every token the tokenizer reads as one piece of markup (<|im_start|>, <|im_end|>, </s>, ...).
-        specials = {t for t in [*tokenizer.all_special_tokens, *tokenizer.get_added_vocab()] if t}
-        self._specials = (
-            re.compile("|".join(re.escape(t) for t in sorted(specials, key=len, reverse=True))) if specials else None
-        )
+        self._specials = special_token_pattern([*tokenizer.all_special_tokens, *tokenizer.get_added_vocab()])
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
 
@@ -151,11 +150,7 @@ class HFLabeler:
         )
 
     def defuse(self, conversation: Messages) -> Messages:
-        """The conversation without the model's special tokens in its text: a document containing
-        "<|im_end|>" must not end its turn."""
-        if self._specials is None:
-            return conversation
-        return [dict(m, content=self._specials.sub("", m["content"])) for m in conversation]
+        return defuse(conversation, self._specials)
 
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False).input_ids

@@ -1,0 +1,59 @@
+"""Which label backend a worker runs, decided from the setting, the model and the hardware (pure).
+
+``auto`` follows what bench/labels.py measured (figures in bench/README.md):
+- a CUDA device: transformers (a hub model in the recipe's 4-bit NF4, a bundled one dequantized once);
+- a CPU without native bfloat16 and a GGUF model (the bundled ones): llama.cpp, which runs the 4-bit file
+  as shipped; transformers could only run the dequantized model in float32, several times slower;
+- a CPU with AVX512-BF16 or AMX: transformers in bfloat16, whose prefill on those matrix instructions
+  measured several times faster than llama.cpp's 4-bit kernels (a label's cost is mostly its prefill);
+- a hub id or folder (no GGUF): transformers, the only backend that loads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+LLAMA_CPP = "llama.cpp"
+TRANSFORMERS = "transformers"
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    backend: str  # LLAMA_CPP or TRANSFORMERS
+    device: str  # "cpu" or "cuda"
+    dtype: str  # what the weights run in: "gguf", "bfloat16", "float32", "nf4", ...
+    reason: str  # one sentence for the log and /healthz
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def choose_backend(
+    setting: str, *, gguf: bool, device: str, fast_bf16: bool, transformers_dtype: str
+) -> BackendChoice:
+    """The backend for ``setting`` ("auto", "llama.cpp" or "transformers").
+
+    ``gguf``: the model is a GGUF file (a bundled model); ``device``: the resolved device; ``fast_bf16``: the
+    CPU computes bfloat16 natively; ``transformers_dtype``: what transformers would run the weights in.
+    """
+    if setting == LLAMA_CPP:
+        if not gguf:
+            raise ValueError("TOPICQ_LLM_BACKEND=llama.cpp needs a GGUF model (a bundled: one)")
+        return BackendChoice(LLAMA_CPP, "cpu", "gguf", "TOPICQ_LLM_BACKEND=llama.cpp")
+    if setting == TRANSFORMERS:
+        return BackendChoice(TRANSFORMERS, device, transformers_dtype, "TOPICQ_LLM_BACKEND=transformers")
+    if device == "cuda":
+        return BackendChoice(TRANSFORMERS, device, transformers_dtype, "a CUDA device: transformers runs on the GPU")
+    if not gguf:
+        return BackendChoice(
+            TRANSFORMERS, device, transformers_dtype, "the model is not a GGUF file, so only transformers loads it"
+        )
+    if fast_bf16:
+        return BackendChoice(
+            TRANSFORMERS, device, transformers_dtype,
+            "the CPU has native bfloat16 (AVX512-BF16/AMX): transformers' bfloat16 prefill beats llama.cpp here",
+        )
+    return BackendChoice(
+        LLAMA_CPP, "cpu", "gguf",
+        "the CPU has no native bfloat16: llama.cpp runs the 4-bit GGUF several times faster than float32",
+    )
