@@ -98,3 +98,15 @@ def test_the_worker_resolves_its_backend_from_settings(monkeypatch, tmp_path):
     assert choice.backend == TRANSFORMERS and choice.dtype in ("bfloat16", "float32")
     assert models.label_backend(Settings(llm_model="/m/model.gguf", llm_backend="llama.cpp", _env_file=None)).backend \
         == LLAMA_CPP
+
+
+def test_capping_torch_below_avx512_bf16_turns_native_bfloat16_off(monkeypatch):
+    from worker import devices
+
+    for name, value in [("ATEN_CPU_CAPABILITY", "avx2"), ("ONEDNN_MAX_CPU_ISA", "AVX2")]:
+        devices.cpu_has_fast_bf16.cache_clear()
+        with monkeypatch.context() as patch:
+            patch.setenv(name, value)
+            assert devices.cpu_has_fast_bf16() is False
+            assert devices.resolve_dtype("auto", "cpu") == torch.float32
+    devices.cpu_has_fast_bf16.cache_clear()

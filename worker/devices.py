@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,9 +17,20 @@ def resolve_device(setting: str) -> str:
     return setting
 
 
+# Instruction sets below AVX512-BF16: capping torch's kernels (ATEN_CPU_CAPABILITY) or oneDNN's
+# (ONEDNN_MAX_CPU_ISA) to one of them makes bfloat16 slow again, whatever the CPU has.
+_CAPS_WITHOUT_BF16 = {
+    "ATEN_CPU_CAPABILITY": {"default", "avx2"},
+    "ONEDNN_MAX_CPU_ISA": {"sse41", "avx", "avx2", "avx2_vnni", "avx2_vnni_2", "avx512_core", "avx512_core_vnni"},
+}
+
+
 @lru_cache
 def cpu_has_fast_bf16() -> bool:
-    """True where the CPU computes bfloat16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
+    """True where the CPU computes bfloat16 natively (AVX512-BF16 or AMX) and torch may use it; elsewhere
+    bf16 is emulated and slow."""
+    if any(os.environ.get(name, "").lower() in capped for name, capped in _CAPS_WITHOUT_BF16.items()):
+        return False
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
