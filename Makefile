@@ -9,18 +9,16 @@ STAMP := $(VENV)/.installed$(if $(GPU),-gpu)
 TORCH_INDEX ?=
 PG_PROBE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 # llama-cpp-python ships no wheel on PyPI: pip compiles it once (minutes) and keeps the wheel in its cache.
-# Built for any x86-64 CPU with AVX2 (not -march=native), so a cached wheel or a venv still runs when the
-# machine's CPU changes; only the library is built (no tools, tests, server or multimodal part).
-LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
-	-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
-	-DLLAMA_BUILD_SERVER=OFF -DLLAMA_OPENSSL=OFF
+# requirements/llama-cmake-args.txt builds it for any x86-64 CPU with AVX2 (not -march=native), so a cached
+# wheel or a venv still runs when the machine's CPU changes, and only the library (no tools, tests, server).
+LLAMA_CMAKE_ARGS ?= $(shell cat requirements/llama-cmake-args.txt)
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
 .PHONY: install run test bench clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt requirements/models.txt
+$(STAMP): pyproject.toml constraints.txt requirements/models.txt requirements/llama-cmake-args.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check pip==26.3
 	$(BIN)/pip install -q -c constraints.txt torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))

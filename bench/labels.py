@@ -108,6 +108,7 @@ def timed(run, n: int) -> tuple[list[str], float, float]:
         started = time.perf_counter()
         labels = run()
         seconds = (time.perf_counter() - started) / n
+    print(f"  ... {seconds:.2f} s/label: {labels[:3]}", file=sys.stderr, flush=True)
     return labels, seconds, memory.gib
 
 
@@ -123,7 +124,8 @@ def worker_row(inputs_file: str) -> None:
     load = time.perf_counter() - started
     with PeakRSS() as memory:
         started = time.perf_counter()
-        labels = [x.text for x in label_topics(inputs, models.labeler, doc_budget=settings.llm_doc_tokens)]
+        labels = [x.text for x in label_topics(inputs, models.labeler, doc_budget=settings.llm_doc_tokens,
+                                                 doc_count=settings.llm_docs)]
         seconds = (time.perf_counter() - started) / len(inputs)
     print(json.dumps({"labels": labels, "seconds": seconds, "load": load, "peak_gib": memory.gib_ever,
                       "choice": models.label_backend.as_dict()}))
@@ -166,9 +168,9 @@ def main(args: argparse.Namespace | None = None) -> None:
     documents = pd.DataFrame({"Document": texts, "Topic": doc_topics, "ID": range(len(texts))})
     representative, _, _, _ = topic_model._extract_representative_docs(c_tf_idf, documents, keyword_topics, 500, 5)
     inputs = [LabelInput([w for w, _ in keyword_topics[t]], representative[t]) for t in sorted(keyword_topics)]
-    n, budget = len(inputs), settings.llm_doc_tokens
+    n, budget, docs = len(inputs), settings.llm_doc_tokens, settings.llm_docs
     print(f"{args.corpus}: {len(texts)} documents, {n} topics labelled; model {settings.llm_model}; "
-          f"default budget {budget} tokens x 5 documents")
+          f"default budget {docs} documents x {budget} tokens")
     print(f"CPU: {cpu_description()}; Python {platform.python_version()}")
 
     rows: dict[str, tuple[float, float]] = {}  # name -> (s/label, peak RSS GiB)
@@ -184,18 +186,30 @@ def main(args: argparse.Namespace | None = None) -> None:
 
     name_a, name_b = "(a) TextGeneration (recipe)", f"(b) transformers {hf.model.dtype}".replace("torch.", "")
     labels[name_a], *rows[name_a] = timed(run_recipe, n)
-    labels[name_b], *rows[name_b] = timed(lambda: [x.text for x in label_topics(inputs, hf, doc_budget=budget)], n)
+    def ours(labeler) -> list[str]:
+        return [x.text for x in label_topics(inputs, labeler, doc_budget=budget, doc_count=docs)]
+
+    labels[name_b], *rows[name_b] = timed(lambda: ours(hf), n)
     del generator, recipe, hf
 
     cpp = None
     if args.llama_cpp:
+        import llama_cpp
+
         from worker.labeling.llamacpp import LlamaCppLabeler
 
         gguf = bundled.assemble_gguf(bundled.lookup(settings.llm_model), settings.model_dir)
         cpp = LlamaCppLabeler.load(gguf, threads=None, max_new_tokens=settings.llm_max_new_tokens,
                                    name=settings.llm_model)
         name_c = "(c) llama.cpp gguf"
-        labels[name_c], *rows[name_c] = timed(lambda: [x.text for x in label_topics(inputs, cpp, doc_budget=budget)], n)
+        llama_cpp.llama_perf_context_reset(cpp.llm.ctx)
+        labels[name_c], *rows[name_c] = timed(lambda: ours(cpp), n)
+        perf = llama_cpp.llama_perf_context(cpp.llm.ctx)
+        decode = perf.t_eval_ms / max(1.0, perf.t_eval_ms + perf.t_p_eval_ms)
+        split = (f"llama.cpp in (c): prefill {1000 * perf.n_p_eval / max(perf.t_p_eval_ms, 1):.1f} tokens/s "
+                 f"({perf.n_p_eval} tokens), decode {1000 * perf.n_eval / max(perf.t_eval_ms, 1):.1f} tokens/s "
+                 f"({perf.n_eval} tokens): decoding is {100 * decode:.0f}% of the time, the most that batching "
+                 "several topics' decoding could save")
 
     worker = run_worker_row(inputs, overrides)
     choice = worker["choice"]
@@ -215,6 +229,8 @@ def main(args: argparse.Namespace | None = None) -> None:
     print(f"(d) chose {choice['backend']} on {choice['device']} ({choice['dtype']}): {choice['reason']}; "
           f"a worker with both models loaded in {worker['load']:.1f} s, peak RSS {worker['peak_gib']:.2f} GiB")
     print("(peak RSS of (a)-(c) is this bench's process, which holds every model of the earlier rows)")
+    if cpp is not None:
+        print(split)
 
     if cpp is not None:
         budget_table(cpp, inputs, embedder, vectors[name_a], vectors[name_b], settings)
@@ -256,7 +272,7 @@ def budget_table(cpp, inputs, embedder, full_vectors, b_vectors, settings) -> No
         print(f"0.5B model: not installed ({exc})")
         return
     labeler = LlamaCppLabeler.load(gguf, threads=None, max_new_tokens=settings.llm_max_new_tokens, name=small.name)
-    row(labeler, f"0.5B 5 x {settings.llm_doc_tokens}", settings.llm_doc_tokens, 5)
+    row(labeler, f"0.5B {settings.llm_docs} x {settings.llm_doc_tokens}", settings.llm_doc_tokens, settings.llm_docs)
     print("(own tokens: a label prompt's tokens after the shared prefix, which is evaluated once per worker)")
 
 

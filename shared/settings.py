@@ -101,6 +101,9 @@ class Settings(BaseSettings):
         description="Each representative document is cut to this many tokens in the label prompt, so five of them "
         "fit even a 4k-token context.",
     )
+    llm_docs: int = Field(
+        5, ge=1, le=5, description="Representative documents in a topic's label prompt (each topic keeps five)."
+    )
     load_models_on_start: bool = Field(
         True, description="Worker loads its models at start (not on the first job); false only for tooling."
     )

@@ -59,3 +59,12 @@ def test_without_a_labeler_topics_are_named_by_distinct_keywords():
     labels = label_topics(same, None, doc_budget=5)
     assert [l.text for l in labels] == ["a, b", "a, b, c"]
     assert {l.source for l in labels} == {"keywords"}
+
+
+def test_the_prompt_shows_the_first_doc_count_documents():
+    topics = [LabelInput(["a", "b"], ["first doc", "second doc", "third doc"])]
+    labeler = Scripted(["Letters"])
+    label_topics(topics, labeler, doc_budget=5, doc_count=2)
+    (conversation,) = labeler.asked[0]
+    prompt = conversation[-1]["content"]
+    assert "first doc" in prompt and "second doc" in prompt and "third doc" not in prompt

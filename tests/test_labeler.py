@@ -15,7 +15,8 @@ from tests.conftest import read_corpus
 def labeler():
     from worker.labeling.hf import HFLabeler
 
-    labeler = HFLabeler.load(Settings(device="cpu", _env_file=None))
+    # The bfloat16 copy (half the disk of a float32 one, the same on every CPU), computed in float32.
+    labeler = HFLabeler.load(Settings(device="cpu", llm_backend="transformers", llm_dtype="bfloat16", _env_file=None))
     labeler.model = labeler.model.float()
     return labeler
 

@@ -43,6 +43,7 @@ def runner() -> JobRunner:
             embedding_batch_size=settings.embedding_batch_size,
             embedding_windows=settings.embedding_windows,
             doc_tokens=settings.llm_doc_tokens,
+            doc_count=settings.llm_docs,
         ),
         models=_loaded_models,
         heartbeat_seconds=settings.heartbeat_seconds,
@@ -61,6 +62,7 @@ def relabeler() -> RelabelRunner:
         factory=_sessions(),
         labeler=lambda: model_registry.get_models(settings).labeler,
         doc_tokens=settings.llm_doc_tokens,
+        doc_count=settings.llm_docs,
         stale_after=settings.stale_job_after,
         heartbeat_seconds=settings.heartbeat_seconds,
     )

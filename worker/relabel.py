@@ -25,6 +25,7 @@ class RelabelRunner:
     factory: sessionmaker[Session]
     labeler: Callable[[], Labeler]  # loaded once per process
     doc_tokens: int
+    doc_count: int = 5
     stale_after: timedelta = timedelta(minutes=1)
     heartbeat_seconds: float = 5.0
 
@@ -40,8 +41,8 @@ class RelabelRunner:
             numbers = [t.topic for t in topics]
         try:
             with Heartbeat(self.factory, lambda session: label_runs.beat_run(session, run_id), self.heartbeat_seconds):
-                labels = label_topics(inputs, self.labeler(), doc_budget=self.doc_tokens, template=template,
-                                      progress=self._reporter(run_id))
+                labels = label_topics(inputs, self.labeler(), doc_budget=self.doc_tokens, doc_count=self.doc_count,
+                                      template=template, progress=self._reporter(run_id))
         except Exception:
             return record_failure(self.factory, lambda session, message: label_runs.fail_run(session, run_id, message),
                                   log, f"re-label run {run_id} failed")

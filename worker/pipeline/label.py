@@ -27,19 +27,21 @@ def label_topics(
     labeler: Labeler | None,
     *,
     doc_budget: int,
+    doc_count: int | None = None,
     template: str = MAIN_PROMPT,
     progress: Progress = no_progress,
 ) -> list[Label]:
     """A distinct label per topic, in order (the first, largest topics keep a contested label).
 
-    Each representative document is cut to ``doc_budget`` tokens (words, for a labeler without a tokenizer).
+    The first ``doc_count`` representative documents (all: None) go into the prompt, each cut to ``doc_budget``
+    tokens (words, for a labeler without a tokenizer).
     A topic whose label another topic already has is asked once more with the taken labels listed; a clash
     that remains is settled with the topic's most distinctive keyword.
     """
     if labeler is None or not topics:
         return _distinct([Label(keyword_label(t.keywords), "keywords") for t in topics], topics)
     cut: Callable[[str, int], str] = getattr(labeler, "truncate", truncate_words)
-    docs = [[cut(doc, doc_budget) for doc in t.documents] for t in topics]
+    docs = [[cut(doc, doc_budget) for doc in t.documents[:doc_count]] for t in topics]
     total = len(topics)
     progress("labelling", 0, total)
     answers = labeler.generate(

@@ -60,6 +60,7 @@ class PipelineConfig:
     embedding_batch_size: int = 64
     embedding_windows: int = DEFAULT_WINDOWS
     doc_tokens: int = 100
+    doc_count: int = 5  # representative documents in a label prompt
     seed: int = 42  # UMAP's and the representative-document sample's; bench/quality.py varies it
 
 
@@ -142,7 +143,7 @@ def run_pipeline(
     steps = len(ids) + n_themes
     active_labeler = labeler if params.generate_labels else None
     inputs = [LabelInput(r.keywords, [texts[i] for i in r.representative_docs]) for r in representations]
-    labels = label_topics(inputs, active_labeler, doc_budget=config.doc_tokens,
+    labels = label_topics(inputs, active_labeler, doc_budget=config.doc_tokens, doc_count=config.doc_count,
                           progress=lambda stage, done, _total: progress(stage, done, steps))
     themes = label_themes(representations, labels, theme_of, active_labeler,
                           progress=lambda stage, done, _total: progress(stage, len(ids) + done, steps))
