@@ -63,6 +63,12 @@ class Settings(BaseSettings):
         description="A document longer than the embedding model's input is embedded as up to this many consecutive "
         "windows, averaged; 1: its first window only (faster on long documents).",
     )
+    embedding_backend: Literal["auto", "torch", "onnx", "onnx-int8"] = Field(
+        "auto",
+        description="Embedding runtime. auto: ONNX Runtime with int8 weights on a CPU (prepared once into the model "
+        "cache; about 2x float32 torch, mean cosine >= 0.99 to its vectors), torch on CUDA. onnx: ONNX Runtime "
+        "float32 (torch's float32 vectors); onnx-int8: int8; torch: sentence-transformers at TOPICQ_EMBEDDING_DTYPE.",
+    )
     embedding_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto",
         description="Embedding precision. auto: bfloat16 on a CPU with AVX512-BF16 or AMX (1.7x faster, same vectors) "

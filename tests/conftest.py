@@ -26,11 +26,13 @@ POSTGRES_URL = os.environ.get("TOPICQ_TEST_POSTGRES_URL")
 
 @pytest.fixture(scope="session")
 def embedder():
-    """The real bundled embedding model, loaded once per test session."""
+    """The real bundled embedding model on torch, loaded once per test session (torch's vectors do not depend
+    on what they are batched with, which test_embed.py checks to the fourth decimal; the ONNX path has its
+    own tests in test_embedders.py, and the end-to-end tests run what `auto` picks)."""
     from shared.settings import Settings
     from worker.models import load_embedder
 
-    return load_embedder(Settings(device="cpu", _env_file=None))
+    return load_embedder(Settings(device="cpu", embedding_backend="torch", _env_file=None))
 
 
 def read_corpus(name: str, limit: int | None = None, every: int = 1) -> list[dict]:

@@ -38,7 +38,7 @@ def runner() -> JobRunner:
     return JobRunner(
         factory=_sessions(),
         store=LocalArtifactStore(settings.data_dir / "artifacts"),
-        embedding_model_name=settings.embedding_model,
+        embedding_model_name=model_registry.embedding_cache_name(settings),
         config=PipelineConfig(
             embedding_batch_size=settings.embedding_batch_size,
             embedding_windows=settings.embedding_windows,
@@ -103,6 +103,7 @@ def _load_models_at_start(sender=None, **_kwargs) -> None:
         try:
             models = model_registry.get_models(settings)
             _state["labels"] = models.label_backend.as_dict()
+            _state["embeddings"] = models.embedding_backend
         except Exception:
             # Celery swallows errors raised in signal handlers: exit, so a supervisor sees the failure
             # instead of a worker that takes jobs it cannot run.

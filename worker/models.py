@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.settings import BUNDLED_EMBEDDING_MODEL, Settings
-from worker.devices import cpu_has_fast_bf16, resolve_device, resolve_dtype
+from worker.devices import cpu_has_fast_bf16, resolve_device
 from worker.labeling import bundled
 from worker.labeling.base import Labeler
 from worker.labeling.choose import LLAMA_CPP, BackendChoice, choose_backend
@@ -24,6 +24,7 @@ class Models:
     labeler: Labeler
     device: str
     label_backend: BackendChoice
+    embedding_backend: str  # e.g. "onnx int8 (why)"
 
 
 def embedding_source(spec: str) -> str:
@@ -37,21 +38,33 @@ def embedding_source(spec: str) -> str:
     return spec
 
 
-def load_embedder(settings: Settings):
-    from sentence_transformers import SentenceTransformer
+def load_embedder_described(settings: Settings) -> tuple[object, str]:
+    """The embedding model on the backend ``TOPICQ_EMBEDDING_BACKEND`` chooses here, and what it runs on."""
+    from worker.embedders import load_embedding_model
 
     device = resolve_device(settings.device)
-    dtype = resolve_dtype(settings.embedding_dtype, device)
     started = time.perf_counter()
-    model = SentenceTransformer(embedding_source(settings.embedding_model), device=device, model_kwargs={"dtype": dtype})
-    log.info(
-        "embedding model %s loaded in %.1f s on %s (%s)",
-        settings.embedding_model,
-        time.perf_counter() - started,
-        device,
-        dtype,
+    model, kind = load_embedding_model(
+        embedding_source(settings.embedding_model), settings.model_dir, settings.embedding_backend, device,
+        settings.embedding_dtype,
     )
-    return model
+    log.info("embedding model %s loaded in %.1f s on %s: %s", settings.embedding_model,
+             time.perf_counter() - started, device, kind)
+    return model, kind
+
+
+def load_embedder(settings: Settings):
+    return load_embedder_described(settings)[0]
+
+
+def embedding_cache_name(settings: Settings) -> str:
+    """The model and backend that embeddings are cached under: torch's and ONNX int8's vectors differ a little."""
+    from worker.embedders import choose_embedding_backend
+
+    backend, kind, _ = choose_embedding_backend(
+        settings.embedding_backend, resolve_device(settings.device), cpu_has_fast_bf16()
+    )
+    return settings.embedding_model if backend == "torch" else f"{settings.embedding_model} [{backend} {kind}]"
 
 
 def label_backend(settings: Settings) -> BackendChoice:
@@ -95,10 +108,12 @@ def get_models(settings: Settings) -> Models:
     with _lock:
         if _models is None:
             choice = label_backend(settings)
+            embedder, embedding_kind = load_embedder_described(settings)
             _models = Models(
-                embedder=load_embedder(settings),
+                embedder=embedder,
                 labeler=load_labeler(settings, choice),
                 device=resolve_device(settings.device),
                 label_backend=choice,
+                embedding_backend=embedding_kind,
             )
         return _models
