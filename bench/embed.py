@@ -52,7 +52,7 @@ def run(args) -> None:
     from sklearn.metrics import normalized_mutual_info_score
 
     from bench.corpora import sample
-    from bench.labels import PeakRSS
+    from bench.memory import PeakRSS
     from bench.quality import topicq
     from shared.settings import Settings
     from worker.devices import cpu_has_fast_bf16

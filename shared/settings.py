@@ -85,8 +85,8 @@ class Settings(BaseSettings):
     )
     llm_backend: Literal["auto", "llama.cpp", "transformers"] = Field(
         "auto",
-        description="Label backend. auto: llama.cpp for a GGUF model (the bundled ones) on the CPU, transformers on "
-        "CUDA and for hub models; the worker logs its choice and why, and /healthz shows it.",
+        description="Label backend. auto: llama.cpp for a GGUF model (the bundled ones) on a CPU without AMX, "
+        "transformers on AMX, CUDA and for hub models; the worker logs its choice and why, and /healthz shows it.",
     )
     llm_threads: int = Field(
         0, ge=0, description="CPU threads llama.cpp uses for labels; 0: every core this worker may run on."

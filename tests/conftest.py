@@ -52,6 +52,26 @@ def read_corpus(name: str, limit: int | None = None, every: int = 1) -> list[dic
     return records
 
 
+# Three chapters of the Python library reference, with keywords a topic of each would have.
+CHAPTERS = {
+    "Internet Protocols and Support": ["http", "url", "server", "request", "ftp", "smtp", "client", "protocol"],
+    "Numeric and Mathematical Modules": ["decimal", "float", "math", "fraction", "random", "precision"],
+    "File and Directory Access": ["path", "directory", "file", "glob", "os", "stat", "filename"],
+}
+
+
+def chapter_conversations(truncate) -> list:
+    """A label prompt per chapter of CHAPTERS: five of its paragraphs, each cut to 30 tokens by ``truncate``."""
+    from shared.prompts import build_messages
+
+    records = read_corpus("python_docs.jsonl")
+    out = []
+    for chapter, keywords in CHAPTERS.items():
+        docs = [r["text"] for r in records if r["label"] == chapter and len(r["text"].split()) > 15][:5]
+        out.append(build_messages([truncate(d, 30) for d in docs], keywords))
+    return out
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
     """A Redis of the suite's own on a free port: the tests never touch a Redis they did not start."""

@@ -15,7 +15,7 @@ from sklearn.metrics import adjusted_mutual_info_score
 from cli.local_service import LocalService, service_env
 from cli.redis_server import free_port
 from tests.conftest import read_corpus
-from worker.devices import cpu_has_fast_bf16
+from worker.devices import cpu_has_amx
 
 pytestmark = pytest.mark.e2e
 
@@ -32,7 +32,7 @@ def test_submit_watch_and_browse_llm_labelled_topics(env, tmp_path):
         service.wait_ready()
         # The worker says which label backend it chose for this CPU, and why.
         (worker,) = service.get("/healthz").json()["workers"]
-        expected = "transformers" if cpu_has_fast_bf16() else "llama.cpp"
+        expected = "transformers" if cpu_has_amx() else "llama.cpp"
         assert worker["labels"]["backend"] == expected and worker["labels"]["reason"], worker
         # A pinned topic size keeps the job to about ten topics (the default finds about 17 here): enough for
         # themes above them, and fewer labels to wait for on a slow CPU.

@@ -8,7 +8,7 @@ import pytest
 
 from shared.prompts import build_messages, clean_label
 from shared.settings import Settings
-from tests.conftest import read_corpus
+from tests.conftest import chapter_conversations
 
 
 @pytest.fixture(scope="module")
@@ -23,17 +23,7 @@ def labeler():
 
 @pytest.fixture(scope="module")
 def conversations(labeler):
-    records = read_corpus("python_docs.jsonl")
-    chapters = {
-        "Internet Protocols and Support": ["http", "url", "server", "request", "ftp", "smtp", "client", "protocol"],
-        "Numeric and Mathematical Modules": ["decimal", "float", "math", "fraction", "random", "precision"],
-        "File and Directory Access": ["path", "directory", "file", "glob", "os", "stat", "filename"],
-    }
-    out = []
-    for chapter, keywords in chapters.items():
-        docs = [r["text"] for r in records if r["label"] == chapter and len(r["text"].split()) > 15][:5]
-        out.append(build_messages([labeler.truncate(d, 30) for d in docs], keywords))
-    return out
+    return chapter_conversations(labeler.truncate)
 
 
 def test_prefix_cache_and_batching_give_the_labels_of_one_prompt_at_a_time(labeler, conversations):

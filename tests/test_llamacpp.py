@@ -5,14 +5,7 @@ import pytest
 
 from shared.prompts import build_messages, clean_label
 from shared.settings import Settings
-from tests.conftest import read_corpus
-
-CHAPTERS = {
-    "Internet Protocols and Support": ["http", "url", "server", "request", "ftp", "smtp", "client", "protocol"],
-    "Numeric and Mathematical Modules": ["decimal", "float", "math", "fraction", "random", "precision"],
-    "File and Directory Access": ["path", "directory", "file", "glob", "os", "stat", "filename"],
-}
-
+from tests.conftest import CHAPTERS, chapter_conversations
 
 @pytest.fixture(scope="module")
 def labeler():
@@ -26,12 +19,7 @@ def labeler():
 
 @pytest.fixture(scope="module")
 def conversations(labeler):
-    records = read_corpus("python_docs.jsonl")
-    out = []
-    for chapter, keywords in CHAPTERS.items():
-        docs = [r["text"] for r in records if r["label"] == chapter and len(r["text"].split()) > 15][:5]
-        out.append(build_messages([labeler.truncate(d, 30) for d in docs], keywords))
-    return out
+    return chapter_conversations(labeler.truncate)
 
 
 def test_saved_prefix_computes_what_a_fresh_context_computes(labeler, conversations):

@@ -54,45 +54,46 @@ def test_bundled_model_in_4bit_on_cuda_is_quantized_from_its_bfloat16_copy(monke
 from worker.labeling.choose import LLAMA_CPP, TRANSFORMERS, choose_backend  # noqa: E402
 
 
-def test_auto_runs_the_bundled_gguf_in_llama_cpp_on_a_cpu_without_native_bfloat16():
-    choice = choose_backend("auto", gguf=True, device="cpu", fast_bf16=False, transformers_dtype="float32")
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])  # AVX2 only, or AVX512-BF16 without AMX
+def test_auto_runs_the_bundled_gguf_in_llama_cpp_on_a_cpu_without_amx(dtype):
+    choice = choose_backend("auto", gguf=True, device="cpu", amx=False, transformers_dtype=dtype)
     assert (choice.backend, choice.device, choice.dtype) == (LLAMA_CPP, "cpu", "gguf")
-    assert "no native bfloat16" in choice.reason and choice.as_dict()["reason"] == choice.reason
+    assert "without AMX" in choice.reason and choice.as_dict()["reason"] == choice.reason
 
 
-def test_auto_runs_transformers_in_bfloat16_where_the_cpu_has_it():
-    choice = choose_backend("auto", gguf=True, device="cpu", fast_bf16=True, transformers_dtype="bfloat16")
+def test_auto_runs_transformers_in_bfloat16_where_the_cpu_has_amx():
+    choice = choose_backend("auto", gguf=True, device="cpu", amx=True, transformers_dtype="bfloat16")
     assert (choice.backend, choice.device, choice.dtype) == (TRANSFORMERS, "cpu", "bfloat16")
 
 
 def test_auto_on_cuda_is_transformers_with_the_recipes_nf4():
-    choice = choose_backend("auto", gguf=False, device="cuda", fast_bf16=False, transformers_dtype="nf4")
+    choice = choose_backend("auto", gguf=False, device="cuda", amx=False, transformers_dtype="nf4")
     assert (choice.backend, choice.device, choice.dtype) == (TRANSFORMERS, "cuda", "nf4")
-    assert choose_backend("auto", gguf=True, device="cuda", fast_bf16=False, transformers_dtype="bfloat16").backend \
+    assert choose_backend("auto", gguf=True, device="cuda", amx=False, transformers_dtype="bfloat16").backend \
         == TRANSFORMERS
 
 
 def test_auto_on_cpu_with_a_hub_model_is_transformers():
-    choice = choose_backend("auto", gguf=False, device="cpu", fast_bf16=True, transformers_dtype="bfloat16")
+    choice = choose_backend("auto", gguf=False, device="cpu", amx=True, transformers_dtype="bfloat16")
     assert choice.backend == TRANSFORMERS and "not a GGUF" in choice.reason
 
 
 def test_an_explicit_backend_overrides_auto():
-    choice = choose_backend("transformers", gguf=True, device="cpu", fast_bf16=False, transformers_dtype="float32")
+    choice = choose_backend("transformers", gguf=True, device="cpu", amx=False, transformers_dtype="float32")
     assert (choice.backend, choice.dtype, choice.reason) == (TRANSFORMERS, "float32", "TOPICQ_LLM_BACKEND=transformers")
-    assert choose_backend("llama.cpp", gguf=True, device="cpu", fast_bf16=True, transformers_dtype="bfloat16").backend \
+    assert choose_backend("llama.cpp", gguf=True, device="cpu", amx=True, transformers_dtype="bfloat16").backend \
         == LLAMA_CPP
     with pytest.raises(ValueError, match="needs a GGUF model"):
-        choose_backend("llama.cpp", gguf=False, device="cpu", fast_bf16=True, transformers_dtype="bfloat16")
+        choose_backend("llama.cpp", gguf=False, device="cpu", amx=True, transformers_dtype="bfloat16")
 
 
 def test_the_worker_resolves_its_backend_from_settings(monkeypatch, tmp_path):
     from worker import models
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(models, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(models, "cpu_has_amx", lambda: False)
     assert models.label_backend(Settings(model_dir=tmp_path, _env_file=None)).backend == LLAMA_CPP
-    monkeypatch.setattr(models, "cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr(models, "cpu_has_amx", lambda: True)
     assert models.label_backend(Settings(model_dir=tmp_path, _env_file=None)).backend == TRANSFORMERS
     choice = models.label_backend(Settings(model_dir=tmp_path, llm_backend="transformers", _env_file=None))
     assert choice.backend == TRANSFORMERS and choice.dtype in ("bfloat16", "float32")
@@ -105,8 +106,10 @@ def test_capping_torch_below_avx512_bf16_turns_native_bfloat16_off(monkeypatch):
 
     for name, value in [("ATEN_CPU_CAPABILITY", "avx2"), ("ONEDNN_MAX_CPU_ISA", "AVX2")]:
         devices.cpu_has_fast_bf16.cache_clear()
+        devices.cpu_has_amx.cache_clear()
         with monkeypatch.context() as patch:
             patch.setenv(name, value)
-            assert devices.cpu_has_fast_bf16() is False
+            assert devices.cpu_has_fast_bf16() is False and devices.cpu_has_amx() is False
             assert devices.resolve_dtype("auto", "cpu") == torch.float32
+            devices.cpu_has_amx.cache_clear()
     devices.cpu_has_fast_bf16.cache_clear()

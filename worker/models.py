@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.settings import BUNDLED_EMBEDDING_MODEL, Settings
-from worker.devices import cpu_has_fast_bf16, resolve_device
+from worker.devices import cpu_has_amx, cpu_has_fast_bf16, resolve_device
 from worker.labeling import bundled
 from worker.labeling.base import Labeler
 from worker.labeling.choose import LLAMA_CPP, BackendChoice, choose_backend
@@ -77,7 +77,7 @@ def label_backend(settings: Settings) -> BackendChoice:
         settings.llm_backend,
         gguf=model is not None or settings.llm_model.endswith(".gguf"),
         device=device,
-        fast_bf16=cpu_has_fast_bf16(),
+        amx=cpu_has_amx(),
         transformers_dtype=weights_dtype(settings, device, is_bundled=model is not None),
     )
 

@@ -2,10 +2,11 @@
 
 ``auto`` follows what bench/labels.py measured (figures in bench/README.md):
 - a CUDA device: transformers (a hub model in the recipe's 4-bit NF4, a bundled one dequantized once);
-- a CPU without native bfloat16 and a GGUF model (the bundled ones): llama.cpp, which runs the 4-bit file
-  as shipped; transformers could only run the dequantized model in float32, several times slower;
-- a CPU with AVX512-BF16 or AMX: transformers in bfloat16, whose prefill on those matrix instructions
-  measured several times faster than llama.cpp's 4-bit kernels (a label's cost is mostly its prefill);
+- a CPU and a GGUF model (the bundled ones): llama.cpp, which runs the 4-bit file as shipped. Without native
+  bfloat16 transformers could only run the dequantized model in float32, several times slower; with
+  AVX512-BF16 but no AMX, transformers' bfloat16 still measured slower than llama.cpp;
+- a CPU with AMX (bfloat16 matrix tiles): transformers in bfloat16, whose prefill (most of a label's cost)
+  those units speed up far beyond llama.cpp's AVX2 kernels; this case is not measured here yet;
 - a hub id or folder (no GGUF): transformers, the only backend that loads it.
 """
 
@@ -29,12 +30,12 @@ class BackendChoice:
 
 
 def choose_backend(
-    setting: str, *, gguf: bool, device: str, fast_bf16: bool, transformers_dtype: str
+    setting: str, *, gguf: bool, device: str, amx: bool, transformers_dtype: str
 ) -> BackendChoice:
     """The backend for ``setting`` ("auto", "llama.cpp" or "transformers").
 
-    ``gguf``: the model is a GGUF file (a bundled model); ``device``: the resolved device; ``fast_bf16``: the
-    CPU computes bfloat16 natively; ``transformers_dtype``: what transformers would run the weights in.
+    ``gguf``: the model is a GGUF file (a bundled model); ``device``: the resolved device; ``amx``: the CPU has
+    AMX bfloat16 tiles that torch may use; ``transformers_dtype``: what transformers would run the weights in.
     """
     if setting == LLAMA_CPP:
         if not gguf:
@@ -48,12 +49,12 @@ def choose_backend(
         return BackendChoice(
             TRANSFORMERS, device, transformers_dtype, "the model is not a GGUF file, so only transformers loads it"
         )
-    if fast_bf16:
+    if amx:
         return BackendChoice(
-            TRANSFORMERS, device, transformers_dtype,
-            "the CPU has native bfloat16 (AVX512-BF16/AMX): transformers' bfloat16 prefill beats llama.cpp here",
+            TRANSFORMERS, device, transformers_dtype, "the CPU has AMX: transformers' bfloat16 prefill runs on its tiles"
         )
     return BackendChoice(
         LLAMA_CPP, "cpu", "gguf",
-        "the CPU has no native bfloat16: llama.cpp runs the 4-bit GGUF several times faster than float32",
+        "a CPU without AMX: llama.cpp runs the 4-bit GGUF as shipped, faster than transformers in float32 or "
+        "AVX512-BF16",
     )
