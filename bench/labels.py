@@ -3,11 +3,13 @@ and model:
 
   (a)  BERTopic's TextGeneration as the recipe uses it: one pipeline call per topic, full documents,
        500 new tokens (transformers, the weights in what `auto` gives transformers on this machine);
-  (b)  topicq's transformers labeller (shared-prefix KV cache, batches, stop after the label line, documents
-       cut to TOPICQ_LLM_DOC_TOKENS);
-  (c)  topicq's llama.cpp labeller on the GGUF as shipped (the prefix's KV state saved once);
-  (d)  what `TOPICQ_LLM_BACKEND=auto` picks here, loaded and run in a fresh process exactly as a worker
-       does (both models loaded), so its peak RSS is a worker's;
+  (b)  topicq's transformers labeller as it was before llama.cpp (shared-prefix KV cache, batches, stop
+       after the label line, 5 documents cut to 100 tokens);
+  (c)  topicq's llama.cpp labeller on the GGUF as shipped (the prefix's KV state saved once), with (b)'s
+       prompt, so (c) against (b) is the engine alone;
+  (d)  what `TOPICQ_LLM_BACKEND=auto` picks here at the default prompt budget (TOPICQ_LLM_DOCS x
+       TOPICQ_LLM_DOC_TOKENS), loaded and run in a fresh process exactly as a worker does (both models
+       loaded), so its peak RSS is a worker's;
 
 then the prompt budget (documents cut to 100, 60 or 40 tokens; 5 or 3 of them) on the llama.cpp path, and
 the bundled 0.5B model, each against the labels of the full prompt (a) and of (b). Agreement is the mean
@@ -45,6 +47,7 @@ from shared.settings import Settings
 from worker.pipeline.label import LabelInput, label_topics
 
 BUDGETS = [(100, 5), (60, 5), (40, 5), (100, 3), (60, 3), (40, 3)]  # (tokens per document, documents)
+BEFORE = (100, 5)  # the prompt budget before the llama.cpp backend: (b) and (c) use it
 
 
 class SameCut:
@@ -124,16 +127,18 @@ def worker_row(inputs_file: str) -> None:
     payload = json.loads(Path(inputs_file).read_text())
     inputs = [LabelInput(t["keywords"], t["documents"]) for t in payload["topics"]]
     settings = Settings(_env_file=None, **payload["overrides"])
-    started = time.perf_counter()
-    models = get_models(settings)
-    load = time.perf_counter() - started
-    with PeakRSS() as memory:
+    with PeakRSS() as memory:  # sampled from here: ru_maxrss would count the parent's pages from the fork
+        started = time.perf_counter()
+        models = get_models(settings)
+        load = time.perf_counter() - started
+        loaded = memory.process.memory_info().rss / 2**30
         started = time.perf_counter()
         labels = [x.text for x in label_topics(inputs, models.labeler, doc_budget=settings.llm_doc_tokens,
                                                  doc_count=settings.llm_docs)]
         seconds = (time.perf_counter() - started) / len(inputs)
-    print(json.dumps({"labels": labels, "seconds": seconds, "load": load, "peak_gib": memory.gib_ever,
-                      "choice": models.label_backend.as_dict()}))
+    print(json.dumps({"labels": labels, "seconds": seconds, "load": load, "peak_gib": memory.gib,
+                      "loaded_gib": loaded, "choice": models.label_backend.as_dict(),
+                      "embeddings": models.embedding_backend}))
 
 
 def run_worker_row(inputs: list[LabelInput], overrides: dict) -> dict:
@@ -173,9 +178,9 @@ def main(args: argparse.Namespace | None = None) -> None:
     documents = pd.DataFrame({"Document": texts, "Topic": doc_topics, "ID": range(len(texts))})
     representative, _, _, _ = topic_model._extract_representative_docs(c_tf_idf, documents, keyword_topics, 500, 5)
     inputs = [LabelInput([w for w, _ in keyword_topics[t]], representative[t]) for t in sorted(keyword_topics)]
-    n, budget, docs = len(inputs), settings.llm_doc_tokens, settings.llm_docs
-    print(f"{args.corpus}: {len(texts)} documents, {n} topics labelled; model {settings.llm_model}; "
-          f"default budget {docs} documents x {budget} tokens")
+    n, (budget, docs) = len(inputs), BEFORE
+    print(f"{args.corpus}: {len(texts)} documents, {n} topics labelled; model {settings.llm_model}; (b) and (c) "
+          f"with {docs} documents x {budget} tokens, (d) {settings.llm_docs} x {settings.llm_doc_tokens}")
     print(f"CPU: {cpu_description()}; Python {platform.python_version()}")
 
     rows: dict[str, tuple[float, float]] = {}  # name -> (s/label, peak RSS GiB)
@@ -236,7 +241,8 @@ def main(args: argparse.Namespace | None = None) -> None:
         print(f"{name:34}{seconds:>9.2f}{gib:>14.2f}{agreement(name, name_a):>11.3f}{agreement(name, name_b):>11.3f}"
               f"  {hygiene(labels[name])}")
     print(f"(d) chose {choice['backend']} on {choice['device']} ({choice['dtype']}): {choice['reason']}; "
-          f"a worker with both models loaded in {worker['load']:.1f} s, peak RSS {worker['peak_gib']:.2f} GiB")
+          f"embeddings: {worker['embeddings']}; a worker with both models loaded in {worker['load']:.1f} s: "
+          f"{worker['loaded_gib']:.2f} GiB resident, {worker['peak_gib']:.2f} GiB at its peak while labelling")
     print("(peak RSS of (a)-(c) is this bench's process, which holds every model of the earlier rows)")
     if cpp is not None:
         print(split)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import platform
-import resource
 import threading
 from pathlib import Path
 
@@ -11,10 +10,7 @@ import psutil
 
 
 class PeakRSS:
-    """Samples this process's resident memory every 20 ms while in the block; ``gib``: the peak in GiB.
-
-    ``gib_ever``: the peak over the process's whole life (the kernel's ru_maxrss), samples or not.
-    """
+    """Samples this process's resident memory every 20 ms while in the block; ``gib``: the peak in GiB."""
 
     def __init__(self) -> None:
         self.process = psutil.Process()
@@ -38,10 +34,6 @@ class PeakRSS:
     @property
     def gib(self) -> float:
         return self.peak / 2**30
-
-    @property
-    def gib_ever(self) -> float:
-        return max(self.peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**30
 
 
 def cpu_description() -> str:

@@ -25,7 +25,7 @@ class RelabelRunner:
     factory: sessionmaker[Session]
     labeler: Callable[[], Labeler]  # loaded once per process
     doc_tokens: int
-    doc_count: int = 5
+    doc_count: int = 3
     stale_after: timedelta = timedelta(minutes=1)
     heartbeat_seconds: float = 5.0
 

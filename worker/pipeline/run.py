@@ -59,8 +59,8 @@ class PipelineResult:
 class PipelineConfig:
     embedding_batch_size: int = 64
     embedding_windows: int = DEFAULT_WINDOWS
-    doc_tokens: int = 100
-    doc_count: int = 5  # representative documents in a label prompt
+    doc_tokens: int = 60
+    doc_count: int = 3  # representative documents in a label prompt
     seed: int = 42  # UMAP's and the representative-document sample's; bench/quality.py varies it
 
 
