@@ -68,3 +68,20 @@ def test_the_prompt_shows_the_first_doc_count_documents():
     (conversation,) = labeler.asked[0]
     prompt = conversation[-1]["content"]
     assert "first doc" in prompt and "second doc" in prompt and "third doc" not in prompt
+
+
+def test_a_theme_prompt_lists_at_most_its_largest_topics():
+    import numpy as np
+
+    from worker.pipeline.label import Label
+    from worker.pipeline.represent import TopicRepresentation
+    from worker.pipeline.run import THEME_TOPICS, label_themes
+
+    n = THEME_TOPICS + 15
+    representations = [TopicRepresentation(i, n - i, [f"word{i}"], {}, []) for i in range(n)]
+    labels = [Label(f"Topic {i}", "llm") for i in range(n)]
+    labeler = Scripted(["One broad theme"])
+    (theme,) = label_themes(representations, labels, np.zeros(n, dtype=np.int32), labeler, lambda *_: None)
+    prompt = labeler.asked[0][0][-1]["content"]
+    assert prompt.count("\n- ") == THEME_TOPICS and "Topic 0 " in prompt and f"Topic {n - 1} " not in prompt
+    assert theme.topics == list(range(n)) and theme.label.text == "One broad theme"

@@ -55,6 +55,9 @@ class PipelineResult:
         return int((self.doc_topics < 0).sum())
 
 
+THEME_TOPICS = 20  # topics shown in a theme's label prompt, at most
+
+
 @dataclass
 class PipelineConfig:
     embedding_batch_size: int = 64
@@ -72,7 +75,8 @@ def label_themes(representations, labels, theme_of: np.ndarray, labeler, progres
     inputs = []
     for group in members:
         keywords = list(dict.fromkeys(w for i in group for w in representations[i].keywords[:5]))[:10]
-        lines = [f"{labels[i].text} ({', '.join(representations[i].keywords[:5])})" for i in group]
+        # The largest topics of the theme (ids run by size), so a prompt fits the LLM's context however many.
+        lines = [f"{labels[i].text} ({', '.join(representations[i].keywords[:5])})" for i in group[:THEME_TOPICS]]
         inputs.append(LabelInput(keywords, lines))
     theme_labels = label_topics(inputs, labeler, doc_budget=60, template=THEME_PROMPT, progress=progress)
     return [
