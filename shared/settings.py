@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     )
     embedding_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto",
-        description="Embedding precision. auto: bfloat16 on a CPU with AVX512-BF16 or AMX (1.7x faster, same vectors) "
+        description="Precision of the torch embedding backend. auto: bfloat16 on a CPU with AVX512-BF16 or AMX "
         "and on a GPU that supports it, float16 on other GPUs, float32 otherwise.",
     )
     device: Literal["auto", "cpu", "cuda"] = Field(
