@@ -11,4 +11,4 @@ from bench.labels import arguments, main
 
 if __name__ == "__main__":
     main(arguments(corpus="python_docs", n_docs=6000, min_topic_size=12, max_topics=100,
-                   quantization="nf4", device="cuda"))
+                   quantization="nf4", device="cuda", llama_cpp=False))

@@ -244,6 +244,11 @@ def main(args: argparse.Namespace | None = None) -> None:
           f"embeddings: {worker['embeddings']}; a worker with both models loaded in {worker['load']:.1f} s: "
           f"{worker['loaded_gib']:.2f} GiB resident, {worker['peak_gib']:.2f} GiB at its peak while labelling")
     print("(peak RSS of (a)-(c) is this bench's process, which holds every model of the earlier rows)")
+    import torch
+
+    if torch.cuda.is_available():
+        print(f"GPU memory of (a)-(b): peak allocated {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB "
+              f"({torch.cuda.get_device_name()})")
     if cpp is not None:
         print(split)
 
