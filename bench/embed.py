@@ -52,7 +52,7 @@ def run(args) -> None:
     from sklearn.metrics import normalized_mutual_info_score
 
     from bench.corpora import sample
-    from bench.memory import PeakRSS
+    from bench.memory import PeakRSS, cpu_description
     from bench.quality import topicq
     from shared.settings import Settings
     from worker.devices import cpu_has_fast_bf16
@@ -67,10 +67,8 @@ def run(args) -> None:
     vnni = cpu_has_vnni() and not args.as_avx2
     texts, truth = sample(args.corpus, args.n)
     process = psutil.Process()
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     print(f"{args.corpus}: {len(texts)} documents; torch {torch.__version__} CPU capability "
-          f"{torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads; CPU AVX512-BF16 "
-          f"{'yes' if 'avx512_bf16' in flags else 'no'}, VNNI {'yes' if cpu_has_vnni() else 'no'}"
+          f"{torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads; CPU {cpu_description()}"
           f"{'; as AVX2: torch capped, fast bf16 off, int8 rows 7-bit' if args.as_avx2 else ''}")
 
     cache = Path(tempfile.mkdtemp(prefix="bench-embed-"))

@@ -110,6 +110,17 @@ def hygiene(labels: list[str]) -> str:
     return f"{len(usable)}/{len(labels)} usable, {len({x.lower() for x in labels})} distinct"
 
 
+def label_texts(inputs: list[LabelInput], labeler, tokens: int, docs: int) -> list[str]:
+    """The labels topicq's label stage gives ``inputs`` with ``docs`` documents of ``tokens`` tokens a prompt."""
+    return [x.text for x in label_topics(inputs, labeler, doc_budget=tokens, doc_count=docs)]
+
+
+def agreement(found: np.ndarray, reference: np.ndarray) -> float:
+    """Mean cosine of two rows of unit label embeddings, over the topics both have ((a) may have fewer)."""
+    rows = min(len(found), len(reference))
+    return float(np.mean(np.sum(found[:rows] * reference[:rows], axis=1)))
+
+
 def timed(run, n: int) -> tuple[list[str], float, float]:
     """(labels, seconds per label, peak RSS GiB) of ``run()``."""
     with PeakRSS() as memory:
@@ -133,8 +144,7 @@ def worker_row(inputs_file: str) -> None:
         load = time.perf_counter() - started
         loaded = memory.process.memory_info().rss / 2**30
         started = time.perf_counter()
-        labels = [x.text for x in label_topics(inputs, models.labeler, doc_budget=settings.llm_doc_tokens,
-                                                 doc_count=settings.llm_docs)]
+        labels = label_texts(inputs, models.labeler, settings.llm_doc_tokens, settings.llm_docs)
         seconds = (time.perf_counter() - started) / len(inputs)
     print(json.dumps({"labels": labels, "seconds": seconds, "load": load, "peak_gib": memory.gib,
                       "loaded_gib": loaded, "choice": models.label_backend.as_dict(),
@@ -198,11 +208,8 @@ def main(args: argparse.Namespace | None = None) -> None:
         return [clean_label(answers[t][0][0]) or "" for t in sorted(recipe_topics)]
 
     name_a, name_b = "(a) TextGeneration (recipe)", f"(b) transformers {hf.model.dtype}".replace("torch.", "")
-    def ours(labeler) -> list[str]:
-        return [x.text for x in label_topics(inputs, labeler, doc_budget=budget, doc_count=docs)]
-
     labels[name_a], *rows[name_a] = timed(run_recipe, k)
-    labels[name_b], *rows[name_b] = timed(lambda: ours(hf), n)
+    labels[name_b], *rows[name_b] = timed(lambda: label_texts(inputs, hf, budget, docs), n)
     hf = generator = recipe = None  # free the transformers model before the llama.cpp rows
 
     cpp = None
@@ -216,7 +223,7 @@ def main(args: argparse.Namespace | None = None) -> None:
                                    name=settings.llm_model)
         name_c = "(c) llama.cpp gguf"
         llama_cpp.llama_perf_context_reset(cpp.llm.ctx)
-        labels[name_c], *rows[name_c] = timed(lambda: ours(cpp), n)
+        labels[name_c], *rows[name_c] = timed(lambda: label_texts(inputs, cpp, budget, docs), n)
         perf = llama_cpp.llama_perf_context(cpp.llm.ctx)
         decode = perf.t_eval_ms / max(1.0, perf.t_eval_ms + perf.t_p_eval_ms)
         split = (f"llama.cpp in (c): prefill {1000 * perf.n_p_eval / max(perf.t_p_eval_ms, 1):.1f} tokens/s "
@@ -232,14 +239,11 @@ def main(args: argparse.Namespace | None = None) -> None:
     vectors = {name: embedder.encode([x or "-" for x in found], normalize_embeddings=True)
                for name, found in labels.items()}
 
-    def agreement(name: str, reference: str) -> float:
-        rows_ = min(len(vectors[name]), len(vectors[reference]))  # (a) may cover the first k topics only
-        return float(np.mean(np.sum(vectors[name][:rows_] * vectors[reference][:rows_], axis=1)))
 
     print(f"\n{'':34}{'s/label':>9}{'peak RSS GiB':>14}{'agree (a)':>11}{'agree (b)':>11}  hygiene")
     for name, (seconds, gib) in rows.items():
-        print(f"{name:34}{seconds:>9.2f}{gib:>14.2f}{agreement(name, name_a):>11.3f}{agreement(name, name_b):>11.3f}"
-              f"  {hygiene(labels[name])}")
+        with_a, with_b = agreement(vectors[name], vectors[name_a]), agreement(vectors[name], vectors[name_b])
+        print(f"{name:34}{seconds:>9.2f}{gib:>14.2f}{with_a:>11.3f}{with_b:>11.3f}  {hygiene(labels[name])}")
     print(f"(d) chose {choice['backend']} on {choice['device']} ({choice['dtype']}): {choice['reason']}; "
           f"embeddings: {worker['embeddings']}; a worker with both models loaded in {worker['load']:.1f} s: "
           f"{worker['loaded_gib']:.2f} GiB resident, {worker['peak_gib']:.2f} GiB at its peak while labelling")
@@ -257,7 +261,8 @@ def main(args: argparse.Namespace | None = None) -> None:
 
     print(f"\n{'topic':>5}  " + "".join(f"{name[:30]:<32}" for name in labels))
     for i in range(n):
-        print(f"{i:>5}  " + "".join(f"{(labels[name][i] if i < len(labels[name]) else '')[:30]:<32}" for name in labels))
+        cells = [found[i] if i < len(found) else "" for found in labels.values()]  # (a) may have fewer topics
+        print(f"{i:>5}  " + "".join(f"{cell[:30]:<32}" for cell in cells))
     print()
     seconds_d = rows[name_d][0]
     print(f"ratio (d)/(a): {rows[name_a][0] / seconds_d:.2f}")
@@ -275,13 +280,12 @@ def budget_table(cpp, inputs, embedder, full_vectors, b_vectors, settings) -> No
     print(f"{'docs x tokens':>14}{'own tokens':>15}{'s/label':>9}{'agree (a)':>11}{'agree (b)':>11}  hygiene")
 
     def row(labeler, title: str, tokens: int, docs: int) -> None:
-        cut = [LabelInput(t.keywords, t.documents[:docs]) for t in inputs]
         uncached = np.mean([labeler.prompt_tokens(build_messages(
-            [labeler.truncate(d, tokens) for d in t.documents], t.keywords))[1] for t in cut])
-        found, seconds, _ = timed(lambda: [x.text for x in label_topics(cut, labeler, doc_budget=tokens)], n)
+            [labeler.truncate(d, tokens) for d in t.documents[:docs]], t.keywords))[1] for t in inputs])
+        found, seconds, _ = timed(lambda: label_texts(inputs, labeler, tokens, docs), n)
         found_vectors = embedder.encode([x or "-" for x in found], normalize_embeddings=True)
-        print(f"{title:>14}{uncached:>15.0f}{seconds:>9.2f}{np.mean(np.sum(found_vectors[: len(full_vectors)] * full_vectors, 1)):>11.3f}"
-              f"{np.mean(np.sum(found_vectors * b_vectors, 1)):>11.3f}  {hygiene(found)}")
+        print(f"{title:>14}{uncached:>15.0f}{seconds:>9.2f}{agreement(found_vectors, full_vectors):>11.3f}"
+              f"{agreement(found_vectors, b_vectors):>11.3f}  {hygiene(found)}")
 
     for tokens, docs in BUDGETS:
         row(cpp, f"{docs} x {tokens}", tokens, docs)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import platform
 import threading
-from pathlib import Path
 
 import psutil
 
@@ -38,9 +37,10 @@ class PeakRSS:
 
 def cpu_description() -> str:
     """The CPU's model name and whether it has the instructions the backends care about."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
+    from worker.devices import cpu_flags
+
+    info = cpu_flags()
+    if not info:
         return platform.processor() or platform.machine()
     model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
     flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))

@@ -31,17 +31,19 @@ def cpu_has_fast_bf16() -> bool:
     bf16 is emulated and slow."""
     if any(os.environ.get(name, "").lower() in capped for name, capped in _CAPS_WITHOUT_BF16.items()):
         return False
-    flags = _cpu_flags()
+    flags = cpu_flags()
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 @lru_cache
 def cpu_has_amx() -> bool:
     """True where the CPU has AMX bfloat16 tiles (Sapphire Rapids and later) and torch may use them."""
-    return cpu_has_fast_bf16() and "amx_bf16" in _cpu_flags()
+    return cpu_has_fast_bf16() and "amx_bf16" in cpu_flags()
 
 
-def _cpu_flags() -> str:
+@lru_cache
+def cpu_flags() -> str:
+    """/proc/cpuinfo as text ("" where there is none): the model name and the instruction-set flags."""
     try:
         return Path("/proc/cpuinfo").read_text()
     except OSError:

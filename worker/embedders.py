@@ -59,11 +59,9 @@ def choose_embedding_backend(setting: str, device: str, fast_bf16: bool) -> tupl
 @lru_cache
 def cpu_has_vnni() -> bool:
     """True where the CPU has VNNI (AVX512-VNNI, AVX-VNNI or AMX-INT8): int8 dot products without saturation."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(flag in flags for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
+    from worker.devices import cpu_flags
+
+    return any(flag in cpu_flags() for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
 
 
 def onnx_file_name(variant: str, vnni: bool) -> str:

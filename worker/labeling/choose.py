@@ -50,9 +50,8 @@ def choose_backend(
             TRANSFORMERS, device, transformers_dtype, "the model is not a GGUF file, so only transformers loads it"
         )
     if amx:
-        return BackendChoice(
-            TRANSFORMERS, device, transformers_dtype, "the CPU has AMX: transformers' bfloat16 prefill runs on its tiles"
-        )
+        why = "the CPU has AMX: transformers' bfloat16 prefill runs on its tiles"
+        return BackendChoice(TRANSFORMERS, device, transformers_dtype, why)
     return BackendChoice(
         LLAMA_CPP, "cpu", "gguf",
         "a CPU without AMX: llama.cpp runs the 4-bit GGUF as shipped, faster than transformers in float32 or "

@@ -5,8 +5,9 @@ dequantized model in float32, and it needs no dequantized copy on disk and a thi
 
 The part every prompt shares (system prompt and worked example) is evaluated once per worker and its KV
 state saved; each topic starts right after it (the topic's own entries are dropped, or the saved state is
-restored after another prefix), so a label costs only its own tokens' prefill and the few tokens of the answer. Decoding is greedy and stops at the first usable label line, as in the transformers
-backend; the prompt goes through the model's own chat template (the GGUF's ``tokenizer.chat_template``).
+restored after another prefix), so a label costs only its own tokens' prefill and the few tokens of the answer.
+Decoding is greedy and stops at the first usable label line, as in the transformers backend; the prompt goes
+through the model's own chat template (the GGUF's ``tokenizer.chat_template``).
 """
 
 from __future__ import annotations
@@ -119,12 +120,17 @@ class LlamaCppLabeler:
 
     # -- generation --------------------------------------------------------------------------------------
 
+    def _prefix_text(self, conversation: Messages, rendered: str) -> str:
+        """The part of a rendered prompt every topic shares (all but the last message), "" if none splits off."""
+        if len(conversation) < 2:
+            return ""
+        text = self._chat_open(messages=defuse(conversation[:-1], self._specials)).prompt
+        return text if rendered.startswith(text) else ""
+
     def _prefix(self, conversation: Messages, rendered: str) -> Prefix | None:
         """The saved shared prefix of a rendered prompt, or None if the template does not split cleanly."""
-        if not self.reuse_prefix or len(conversation) < 2:
-            return None
-        text = self._chat_open(messages=defuse(conversation[:-1], self._specials)).prompt
-        if not rendered.startswith(text):
+        text = self._prefix_text(conversation, rendered) if self.reuse_prefix else ""
+        if not text:
             return None
         if text not in self._prefixes:
             tokens = self._encode(text, special=True)
@@ -158,8 +164,7 @@ class LlamaCppLabeler:
     def prompt_tokens(self, conversation: Messages) -> tuple[int, int]:
         """(tokens of the shared prefix, tokens of this conversation's own part) of its prompt."""
         rendered = self.render(conversation)
-        prefix = self._chat_open(messages=defuse(conversation[:-1], self._specials)).prompt
-        shared = prefix if len(conversation) > 1 and rendered.startswith(prefix) else ""
+        shared = self._prefix_text(conversation, rendered)
         return len(self._encode(shared, special=True)), len(self._encode(rendered[len(shared) :], special=True))
 
     def generate(self, conversations: Sequence[Messages], on_progress: OnProgress | None = None) -> list[str]:
