@@ -43,17 +43,25 @@ def web(workers: int) -> None:
 
 
 @cli.command()
-@click.option("--name", default=None, help="Worker node name (default: topicq@HOST).")
-def worker(name: str | None) -> None:
-    """Run one worker process: it loads the models once and runs one job at a time."""
+@click.option("--queues", default="gpu,cpu", show_default=True,
+              help="gpu (embedding, labels: loads the LLM), cpu (UMAP, HDBSCAN, saving), or both.")
+@click.option("--name", default=None, help="Worker node name, unique per worker (default: topicq-QUEUES@HOST).")
+def worker(queues: str, name: str | None) -> None:
+    """Run one worker process: it loads its models once and runs one work item at a time."""
+    from shared.queue import QUEUES
+
     settings = get_settings()
     _require_redis(settings)
+    kinds = [q.strip() for q in queues.split(",") if q.strip()]
+    if not kinds or set(kinds) - set(QUEUES):
+        raise click.BadParameter(f"choose from {', '.join(QUEUES)}, comma-separated", param_hint="--queues")
+    os.environ["TOPICQ_WORKER_QUEUES"] = ",".join(kinds)
     # solo pool: the models live in this process and every job reuses them (no fork, no copy per job).
     os.execvp(
         sys.executable,
         [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool", "solo",
-         "--queues", "topicq.jobs", "--loglevel", settings.log_level.upper(),
-         "--hostname", name or "topicq@%h", "--without-mingle", "--without-gossip"],
+         "--queues", ",".join(QUEUES[k] for k in kinds), "--loglevel", settings.log_level.upper(),
+         "--hostname", name or f"topicq-{'-'.join(kinds)}@%h", "--without-mingle", "--without-gossip"],
     )
 
 
@@ -70,13 +78,19 @@ def migrate() -> None:
 
 
 @cli.command()
-@click.option("--stale-minutes", default=30.0, show_default=True, help="Re-queue running jobs silent this long.")
-def recover(stale_minutes: float) -> None:
-    """Re-queue queued jobs and running jobs whose worker went silent (after a lost queue or a crash)."""
-    from cli.supervisor import recover_jobs
+@click.option("--stale-minutes", default=None, type=float,
+              help="Hand out work silent this long (default: TOPICQ_STALE_AFTER_SECONDS).")
+def recover(stale_minutes: float | None) -> None:
+    """Sweep once, as every worker does every few seconds: hand dead workers' work out again and ring for
+    ready work the queue lost."""
+    from cli.supervisor import sweep_once
 
-    count = recover_jobs(get_settings(), timedelta(minutes=stale_minutes))
-    click.echo(f"re-queued {count} job(s)")
+    settings = get_settings()
+    _require_redis(settings)
+    stale = timedelta(minutes=stale_minutes) if stale_minutes is not None else settings.stale_job_after
+    report = sweep_once(settings, stale)
+    click.echo(f"ready work: {report.ready or 'none'}; rang: {report.rung or 'none'}; "
+               f"re-label runs re-sent: {report.relabels}")
 
 
 @cli.command()
@@ -85,14 +99,15 @@ def recover(stale_minutes: float) -> None:
 @click.option("--min-topic-size", type=int, default=None, help="HDBSCAN min_cluster_size (default: grows with n).")
 @click.option("--nr-topics", default=None, help='"auto" or a number: merge topics down after clustering.')
 @click.option("--labels/--no-labels", default=True, show_default=True, help="Generate LLM labels.")
+@click.option("--priority", type=int, default=None, help="Higher runs first (-10..10; default 0).")
 @click.option("--text-column", default=None, help="CSV: the column holding the text.")
 @click.option("--title-column", default=None, help="CSV: an optional title column.")
 @click.option("--wait", is_flag=True, help="Show a progress bar until the job ends, then the topics.")
-def submit(file: Path, name, min_topic_size, nr_topics, labels, text_column, title_column, wait) -> None:
+def submit(file: Path, name, min_topic_size, nr_topics, labels, priority, text_column, title_column, wait) -> None:
     """Submit FILE (.txt one document per line, .csv or .jsonl) to the running service."""
     base = get_settings().base_url
     form = {"name": name or file.name, "generate_labels": str(labels).lower()}
-    for key, value in (("min_topic_size", min_topic_size), ("nr_topics", nr_topics),
+    for key, value in (("min_topic_size", min_topic_size), ("nr_topics", nr_topics), ("priority", priority),
                        ("text_column", text_column), ("title_column", title_column)):
         if value is not None:
             form[key] = str(value)

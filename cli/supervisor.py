@@ -1,5 +1,8 @@
-"""``topicq up``: one command that starts Redis (unless one is configured), migrates, re-queues unfinished
-jobs, then runs a worker and the web server until Ctrl-C or SIGTERM, and stops all of them."""
+"""``topicq up``: one command that starts Redis (unless one is configured), migrates, then runs an accelerator
+worker, a CPU worker and the web server until Ctrl-C or SIGTERM, and stops all of them.
+
+A child that dies is started again (and the supervisor says so); the others keep running, so the web stays up
+while a killed worker comes back, and the work it held resumes from its last finished chunk."""
 
 from __future__ import annotations
 
@@ -8,39 +11,44 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import click
 
 from cli.redis_server import RedisServer, start_redis
-from shared import jobs, label_runs
-from shared.db import make_engine, make_session_factory, migrate, transaction
-from shared.queue import enqueue_job, enqueue_relabel, make_celery, redis_client, worker_states
+from shared.db import make_engine, make_session_factory, migrate
+from shared.queue import make_celery, redis_client, worker_states
 from shared.settings import Settings
+from shared.sweep import SweepReport, sweep
 
 STOP_GRACE_SECONDS = 10
+RESTARTS_PER_MINUTE = 5  # a child dying faster than this is broken (say, its models cannot load): stop
 
 
-def recover_jobs(settings: Settings, stale_after: timedelta) -> int:
-    """Re-queue jobs the queue may have lost (a restarted Redis, a killed worker); returns how many."""
+def sweep_once(settings: Settings, stale_after: timedelta) -> SweepReport:
+    """One sweep from outside the workers (``topicq recover``)."""
     engine = make_engine(settings)
-    with transaction(make_session_factory(engine)) as session:
-        queued = jobs.requeue_stale(session, stale_after)
-        runs = label_runs.requeue_stale_runs(session, stale_after)
-    engine.dispose()
-    app = make_celery(settings)
-    for job_id in queued:
-        enqueue_job(app, job_id)
-    for run_id in runs:
-        enqueue_relabel(app, run_id)
-    return len(queued) + len(runs)
+    try:
+        return sweep(make_session_factory(engine), make_celery(settings), redis_client(settings), stale_after)
+    finally:
+        engine.dispose()
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    process: subprocess.Popen | None = None
+    deaths: list[float] = field(default_factory=list)  # monotonic times of unexpected exits
 
 
 class Supervisor:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.redis: RedisServer | None = None
-        self.children: list[tuple[str, subprocess.Popen]] = []
+        self.children: list[Child] = []
+        self.env: dict[str, str] = {}
         self.stopping = False
 
     def start(self) -> None:
@@ -53,35 +61,51 @@ class Supervisor:
             self.settings = self.settings.model_copy(update={"redis_url": self.redis.url})
             click.echo(f"redis: started on {self.redis.url}")
         env["TOPICQ_DATA_DIR"] = str(data_dir)
+        self.env = env
         migrate(self.settings)
-        # With a Redis of our own no other worker can hold a job: every running one is an orphan.
-        stale = timedelta(0) if self.redis is not None else self.settings.stale_job_after
-        requeued = recover_jobs(self.settings, stale_after=stale)
-        if requeued:
-            click.echo(f"queue: re-queued {requeued} unfinished job(s)")
         me = [sys.executable, "-m", "cli.main"]
-        self.children.append(("worker", subprocess.Popen([*me, "worker"], env=env)))
-        self.children.append(("web", subprocess.Popen([*me, "web"], env=env)))
+        # One worker per kind of work: while one job clusters on the CPU worker, the next embeds or is
+        # labelled on the accelerator worker (both on the CPU on a machine without a GPU).
+        self.children = [
+            Child("gpu worker", [*me, "worker", "--queues", "gpu"]),
+            Child("cpu worker", [*me, "worker", "--queues", "cpu"]),
+            Child("web", [*me, "web"]),
+        ]
+        for child in self.children:
+            self._spawn(child)
+
+    def _spawn(self, child: Child) -> None:
+        child.process = subprocess.Popen(child.argv, env=self.env)
 
     def watch(self) -> int:
-        """Report readiness, then wait until a signal or a child's death; returns the exit code."""
-        announced_web = announced_worker = False
+        """Report readiness and restart children that die, until a signal; returns the exit code."""
+        announced_web = False
+        announced: set[str] = set()
         client = redis_client(self.settings)
         while not self.stopping:
-            for name, child in self.children:
-                if child.poll() is not None and not self.stopping:  # Ctrl-C reaches the children too
-                    click.echo(f"{name} exited with code {child.returncode}; stopping", err=True)
+            for child in self.children:
+                code = child.process.poll()
+                if code is None or self.stopping:  # Ctrl-C reaches the children too
+                    continue
+                now = time.monotonic()
+                child.deaths = [t for t in child.deaths if now - t < 60] + [now]
+                if len(child.deaths) > RESTARTS_PER_MINUTE:
+                    click.echo(f"{child.name} exited {len(child.deaths)} times in a minute (code {code}); "
+                               "stopping", err=True)
                     return 1
+                click.echo(f"{child.name} exited with code {code}; starting it again (its work resumes)", err=True)
+                self._spawn(child)
             if not announced_web and _answers(self.settings.base_url + "/healthz"):
                 click.echo(f"topicq is up: {self.settings.base_url}  (Ctrl-C stops it)")
                 announced_web = True
-            if not announced_worker:
-                try:
-                    if any(w.get("ready") for w in worker_states(client)):
-                        click.echo("worker: models loaded, ready for jobs")
-                        announced_worker = True
-                except Exception:
-                    pass
+            try:
+                for state in worker_states(client):
+                    if state.get("ready") and state["hostname"] not in announced:
+                        announced.add(state["hostname"])
+                        queues = ", ".join(state.get("queues") or [])
+                        click.echo(f"worker {state['hostname']} ({queues}): models loaded, ready")
+            except Exception:
+                pass
             time.sleep(0.5)
         return 0
 
@@ -89,18 +113,18 @@ class Supervisor:
         self.stopping = True
 
     def shutdown(self) -> None:
-        for _name, child in self.children:
-            if child.poll() is None:
-                child.terminate()
+        running = [c for c in self.children if c.process is not None and c.process.poll() is None]
+        for child in running:
+            child.process.terminate()
         deadline = time.monotonic() + STOP_GRACE_SECONDS
-        for name, child in self.children:
+        for child in running:
             try:
-                child.wait(max(0.1, deadline - time.monotonic()))
+                child.process.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                # A worker mid-job: the job goes back to the queue on the next start.
-                click.echo(f"{name} did not stop in {STOP_GRACE_SECONDS} s; killing it", err=True)
-                child.kill()
-                child.wait()
+                # A worker in a long step: what it held was handed back when it got the signal.
+                click.echo(f"{child.name} did not stop in {STOP_GRACE_SECONDS} s; killing it", err=True)
+                child.process.kill()
+                child.process.wait()
         if self.redis is not None:
             self.redis.stop()
 

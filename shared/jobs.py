@@ -5,17 +5,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 
 import numpy as np
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from shared.models import Document, Job, JobArray, Theme, Topic, utcnow
+from shared import work
+from shared.models import Document, Job, JobArray, LabelRun, Theme, Topic, WorkItem, utcnow
 
 INSERT_BATCH = 5_000
-MAX_ATTEMPTS = 3
-GAVE_UP = f"the worker stopped {MAX_ATTEMPTS} times while running this job (out of memory?); it was not retried"
+FINISHED = ("succeeded", "failed", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -42,9 +41,10 @@ class ThemeRow:
 
 
 def create_job(
-    session: Session, *, name: str | None, documents: Sequence[tuple[str, str | None]], params: dict
+    session: Session, *, name: str | None, documents: Sequence[tuple[str, str | None]], params: dict,
+    priority: int = 0,
 ) -> Job:
-    """Insert a queued job with its documents ``(text, title)`` in submission order."""
+    """Insert a queued job with its documents ``(text, title)`` in submission order, and its first work item."""
     job = Job(
         id=str(uuid.uuid4()),
         name=name,
@@ -53,6 +53,8 @@ def create_job(
         progress=0.0,
         params=params,
         n_documents=len(documents),
+        priority=priority,
+        attempts=0,
     )
     session.add(job)
     session.flush()
@@ -62,6 +64,7 @@ def create_job(
             Document.__table__.insert(),
             [{"job_id": job.id, "idx": start + i, "text": t, "title": title} for i, (t, title) in enumerate(chunk)],
         )
+    work.start_job(session, job.id)
     return job
 
 
@@ -77,8 +80,12 @@ def count_jobs(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(Job)) or 0
 
 
-def load_documents(session: Session, job_id: str) -> list[str]:
-    return list(session.scalars(select(Document.text).where(Document.job_id == job_id).order_by(Document.idx)))
+def load_documents(session: Session, job_id: str, start: int = 0, stop: int | None = None) -> list[str]:
+    """The texts of documents ``start`` to ``stop`` (exclusive; None: to the end), in order."""
+    query = select(Document.text).where(Document.job_id == job_id, Document.idx >= start)
+    if stop is not None:
+        query = query.where(Document.idx < stop)
+    return list(session.scalars(query.order_by(Document.idx)))
 
 
 def document_texts(session: Session, job_id: str, indices: Iterable[int]) -> dict[int, str]:
@@ -89,39 +96,6 @@ def document_texts(session: Session, job_id: str, indices: Iterable[int]) -> dic
         select(Document.idx, Document.text).where(Document.job_id == job_id, Document.idx.in_(wanted))
     )
     return {idx: text for idx, text in rows}
-
-
-def claim(session: Session, job_id: str, stale_after: timedelta) -> bool:
-    """Move a job to running if it is queued, or running on a worker silent for ``stale_after`` (it died).
-
-    False when the job is finished, cancelled, or running on a live worker: a re-delivered message is then
-    harmless.
-    """
-    now = utcnow()
-    claimable = (Job.status == "queued") | ((Job.status == "running") & (Job.heartbeat_at < now - stale_after))
-    result = session.execute(
-        update(Job)
-        .where(Job.id == job_id, claimable, Job.attempts < MAX_ATTEMPTS)
-        .values(
-            status="running", stage="queued", progress=0.0, started_at=now, heartbeat_at=now, error=None,
-            attempts=Job.attempts + 1,
-        )
-    )
-    if result.rowcount == 1:
-        return True
-    # A job whose worker died under it MAX_ATTEMPTS times (out of memory, say) would kill every next one.
-    session.execute(
-        update(Job)
-        .where(Job.id == job_id, claimable, Job.attempts >= MAX_ATTEMPTS)
-        .values(status="failed", error=GAVE_UP, finished_at=now)
-    )
-    return False
-
-
-def beat(session: Session, job_id: str) -> bool:
-    """Mark a running job alive; False when it is no longer running."""
-    result = session.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(heartbeat_at=utcnow()))
-    return result.rowcount == 1
 
 
 def report_progress(session: Session, job_id: str, stage: str, progress: float) -> bool:
@@ -179,7 +153,8 @@ def fail(session: Session, job_id: str, message: str) -> None:
 
 
 def cancel(session: Session, job_id: str) -> bool:
-    """Cancel a queued or running job; a running one stops at its next progress report."""
+    """Cancel a queued or running job: a queued one never starts, a running one stops at its next progress
+    report (each chunk, and inside UMAP's epochs)."""
     result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status.in_(("queued", "running")))
@@ -188,15 +163,15 @@ def cancel(session: Session, job_id: str) -> bool:
     return result.rowcount == 1
 
 
-def requeue_stale(session: Session, older_than: timedelta) -> list[str]:
-    """Put running jobs whose worker stopped reporting back in the queue; returns every queued job id."""
-    cutoff = utcnow() - older_than
-    session.execute(
-        update(Job)
-        .where(Job.status == "running", (Job.heartbeat_at.is_(None)) | (Job.heartbeat_at < cutoff))
-        .values(status="queued", stage="queued", progress=0.0)
-    )
-    return list(session.scalars(select(Job.id).where(Job.status == "queued").order_by(Job.created_at)))
+def delete_job(session: Session, job_id: str) -> bool:
+    """Delete a finished job with its documents, results, work items and re-label runs; False if it is still
+    queued or running (cancel it first)."""
+    if session.scalar(select(Job.status).where(Job.id == job_id)) not in FINISHED:
+        return False
+    for table in (Document, Topic, Theme, JobArray, WorkItem, LabelRun):  # also where foreign keys don't cascade
+        session.execute(delete(table).where(table.job_id == job_id))
+    session.execute(delete(Job).where(Job.id == job_id))
+    return True
 
 
 def themes_of(session: Session, job_id: str) -> list[Theme]:

@@ -8,7 +8,8 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from shared.models import LabelRun, Topic, utcnow
+from shared.models import LabelRun, Topic
+from shared.work import db_now
 
 ACTIVE = ("queued", "running")
 
@@ -34,7 +35,7 @@ def active_run(session: Session, job_id: str) -> LabelRun | None:
 
 def claim_run(session: Session, run_id: str, stale_after: timedelta) -> bool:
     """Like ``jobs.claim``: queued, or running on a worker silent for ``stale_after``."""
-    now = utcnow()
+    now = db_now(session)
     result = session.execute(
         update(LabelRun)
         .where(
@@ -51,13 +52,13 @@ def report_run_progress(session: Session, run_id: str, progress: float) -> None:
     session.execute(
         update(LabelRun)
         .where(LabelRun.id == run_id, LabelRun.status == "running")
-        .values(progress=progress, heartbeat_at=utcnow())
+        .values(progress=progress, heartbeat_at=db_now(session))
     )
 
 
 def beat_run(session: Session, run_id: str) -> bool:
     result = session.execute(
-        update(LabelRun).where(LabelRun.id == run_id, LabelRun.status == "running").values(heartbeat_at=utcnow())
+        update(LabelRun).where(LabelRun.id == run_id, LabelRun.status == "running").values(heartbeat_at=db_now(session))
     )
     return result.rowcount == 1
 
@@ -69,7 +70,7 @@ def requeue_stale_runs(session: Session, older_than: timedelta) -> list[str]:
         update(LabelRun)
         .where(
             LabelRun.status == "running",
-            LabelRun.heartbeat_at.is_(None) | (LabelRun.heartbeat_at < utcnow() - older_than),
+            LabelRun.heartbeat_at.is_(None) | (LabelRun.heartbeat_at < db_now(session) - older_than),
         )
         .values(status="queued", progress=0.0)
     )
@@ -82,7 +83,7 @@ def finish_run(session: Session, run: LabelRun, labels: dict[int, tuple[str, str
     claimed = session.execute(
         update(LabelRun)
         .where(LabelRun.id == run.id, LabelRun.status == "running")
-        .values(status="succeeded", progress=1.0, finished_at=utcnow())
+        .values(status="succeeded", progress=1.0, finished_at=db_now(session))
     )
     if claimed.rowcount != 1:
         return False
@@ -99,5 +100,5 @@ def fail_run(session: Session, run_id: str, message: str) -> None:
     session.execute(
         update(LabelRun)
         .where(LabelRun.id == run_id, LabelRun.status.in_(ACTIVE))
-        .values(status="failed", error=message, finished_at=utcnow())
+        .values(status="failed", error=message, finished_at=db_now(session))
     )

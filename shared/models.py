@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -35,7 +35,40 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # claims by a worker
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # workers that died on it
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # higher runs first
+    embedding_key: Mapped[str | None] = mapped_column(String(200))  # artifact key of its embeddings, once known
+
+
+class WorkItem(Base):
+    """One unit of a job's work on one queue: a stage, or one chunk of a long stage.
+
+    The table is the job's plan and its queue at once: a worker claims the ready item that has waited longest
+    (higher priority first), runs it, and marks it done together with creating the next one in one
+    transaction, so a re-delivered message or a resumed job never repeats finished work. Every time here
+    comes from the database's clock, never a worker's.
+    """
+
+    __tablename__ = "work_items"
+    __table_args__ = (
+        UniqueConstraint("job_id", "stage", "chunk", name="uq_work_items_job_stage_chunk"),
+        Index("ix_work_items_queue_status", "queue", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    stage: Mapped[str] = mapped_column(String(16))  # embed, cluster, label, save
+    chunk: Mapped[int] = mapped_column(Integer)
+    queue: Mapped[str] = mapped_column(String(16))  # gpu or cpu
+    status: Mapped[str] = mapped_column(String(16))  # ready, running, done
+    ready_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    seconds: Mapped[float | None] = mapped_column(Float)  # time the finished run took
+    worker: Mapped[str | None] = mapped_column(String(200))  # the worker running it, or that ran it
+    token: Mapped[str | None] = mapped_column(String(36))  # the current claim; a stale worker's claim is void
+    deaths: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # workers that died running it
 
 
 class Document(Base):
@@ -97,6 +130,14 @@ class LabelRun(Base):
     """
 
     __tablename__ = "label_runs"
+    # One re-label run at a time per job, held by the database itself (SQLite and PostgreSQL both index partially).
+    __table_args__ = (
+        Index(
+            "uq_label_runs_one_active", "job_id", unique=True,
+            sqlite_where=text("status IN ('queued', 'running')"),
+            postgresql_where=text("status IN ('queued', 'running')"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)

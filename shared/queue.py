@@ -1,6 +1,10 @@
 """The contract between web and worker: the Celery app configuration, task names and queue names.
 
 The web enqueues by task *name*, so it never imports the worker (nor torch, nor bertopic).
+
+The database holds the work (``shared.work``); a message on a queue is a doorbell that says "an item is ready
+on this queue", and the worker that takes it claims the fairest ready item from the database. So a duplicate
+message finds nothing to do, and a lost one is rung again by the sweep.
 """
 
 from __future__ import annotations
@@ -13,9 +17,9 @@ from celery import Celery
 
 from shared.settings import Settings
 
-RUN_JOB = "topicq.run_job"
+WORK = "topicq.work"
 RELABEL = "topicq.relabel"
-JOB_QUEUE = "topicq.jobs"
+QUEUES = {"gpu": "topicq.gpu", "cpu": "topicq.cpu"}  # work kind -> Celery queue (a Redis list of that name)
 WORKER_KEY_PREFIX = "topicq:worker:"
 
 
@@ -26,10 +30,11 @@ def make_celery(settings: Settings, name: str = "topicq") -> Celery:
     app.conf.update(
         task_ignore_result=True,  # job state lives in the database, never in a result backend
         result_backend=None,
-        task_default_queue=JOB_QUEUE,
-        task_acks_late=True,  # a job whose worker dies is delivered again...
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,  # ...and a busy worker does not hoard queued jobs
+        task_default_queue=QUEUES["cpu"],
+        # A doorbell is acknowledged when taken: the work it rings for is in the database, and the sweep rings
+        # again for an item whose worker died, so nothing waits for Redis's visibility timeout.
+        task_acks_late=False,
+        worker_prefetch_multiplier=1,  # a busy worker does not hoard doorbells another worker could answer
         broker_connection_retry_on_startup=True,
         broker_transport_options={"visibility_timeout": 6 * 3600},
         worker_hijack_root_logger=False,
@@ -37,14 +42,20 @@ def make_celery(settings: Settings, name: str = "topicq") -> Celery:
     return app
 
 
-def enqueue_job(app: Celery, job_id: str) -> None:
-    """Queue a job id; call only after the job row is committed."""
-    app.send_task(RUN_JOB, args=[job_id], queue=JOB_QUEUE)
+def ring(app: Celery, kind: str, times: int = 1) -> None:
+    """Tell the workers of ``kind`` ("gpu" or "cpu") that items are ready; call after the items are committed."""
+    for _ in range(times):
+        app.send_task(WORK, args=[kind], queue=QUEUES[kind])
 
 
 def enqueue_relabel(app: Celery, run_id: str) -> None:
-    """Queue a re-label run id; call only after its row is committed."""
-    app.send_task(RELABEL, args=[run_id], queue=JOB_QUEUE)
+    """Queue a re-label run id (accelerator work); call only after its row is committed."""
+    app.send_task(RELABEL, args=[run_id], queue=QUEUES["gpu"])
+
+
+def waiting_messages(client: redis.Redis, kind: str) -> int:
+    """Messages waiting in a queue (not those a worker has taken)."""
+    return int(client.llen(QUEUES[kind]))
 
 
 def redis_client(settings: Settings) -> redis.Redis:

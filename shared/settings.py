@@ -110,6 +110,11 @@ class Settings(BaseSettings):
     llm_docs: int = Field(
         3, ge=1, le=5, description="Representative documents in a topic's label prompt (each topic keeps five)."
     )
+    worker_queues: str = Field(
+        "gpu,cpu",
+        description="Queues a worker takes work from (`topicq worker --queues` sets it): gpu (embedding, labels; "
+        "loads the LLM) and/or cpu (UMAP, HDBSCAN, representations, saving; the embedding model only).",
+    )
     load_models_on_start: bool = Field(
         True, description="Worker loads its models at start (not on the first job); false only for tooling."
     )
@@ -121,8 +126,28 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(
         5.0,
         gt=0,
-        description="How often a worker refreshes its readiness record in Redis and the heartbeat of its job; "
-        "a running job silent for 12 beats (at least a minute) counts as orphaned and may be taken over.",
+        description="How often a worker refreshes its readiness record in Redis and the heartbeat of the work "
+        "it holds (in the database, by the database's clock).",
+    )
+    stale_after_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Work whose heartbeat stopped this long ago (at least 3 beats) belongs to a dead worker: "
+        "the sweep hands it to another, and the death counts against the job (3 deaths fail it).",
+    )
+    sweep_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="How often each worker sweeps: re-queues dead workers' work, and rings for ready work the "
+        "queue lost (Redis down at submit, a restarted Redis).",
+    )
+    embed_chunk_documents: int = Field(
+        2000, ge=1, description="Documents per embedding work item: a job resumes, is cancelled and yields the "
+        "accelerator to waiting jobs between chunks.",
+    )
+    label_chunk_topics: int = Field(8, ge=1, description="Topics per label work item (as embedding chunks).")
+    label_batch_jobs: int = Field(
+        4, ge=1, description="Label work items of different jobs an accelerator worker takes into one batch.",
     )
     log_level: str = Field("INFO", description="Log level of the web, worker and CLI.")
 
@@ -137,7 +162,7 @@ class Settings(BaseSettings):
 
     @property
     def stale_job_after(self) -> timedelta:
-        return timedelta(seconds=max(60.0, 12 * self.heartbeat_seconds))
+        return timedelta(seconds=max(self.stale_after_seconds, 3 * self.heartbeat_seconds))
 
     @property
     def base_url(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 from pathlib import Path
 from typing import Protocol
 
@@ -14,6 +15,15 @@ class ArtifactStore(Protocol):
     def get(self, key: str) -> bytes | None: ...
 
     def put(self, key: str, data: bytes) -> None: ...
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Delete every artifact whose key starts with ``prefix`` (a job's ``jobs/<id>/``)."""
+        ...
+
+
+def job_prefix(job_id: str) -> str:
+    """Where a job's own artifacts (its stages' outputs) live; the embedding cache is shared across jobs."""
+    return f"jobs/{job_id}/"
 
 
 class LocalArtifactStore:
@@ -40,6 +50,11 @@ class LocalArtifactStore:
         partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
         partial.write_bytes(data)
         partial.replace(path)
+
+    def delete_prefix(self, prefix: str) -> None:
+        if not prefix.endswith("/"):
+            raise ValueError(f"delete_prefix takes a folder-like prefix ending in '/': {prefix!r}")
+        shutil.rmtree(self._path(prefix.rstrip("/")), ignore_errors=True)
 
 
 def array_to_bytes(array: np.ndarray) -> bytes:

@@ -1,7 +1,10 @@
-"""The worker's Celery app: ``celery -A worker.celery_app worker --pool=solo`` (``topicq worker`` does this).
+"""The worker's Celery app: ``celery -A worker.celery_app worker --pool=solo -Q topicq.gpu`` (``topicq worker
+--queues gpu`` does this).
 
-Models load when the worker starts, before it takes a job, and a heartbeat in Redis tells the web
-whether this worker is ready.
+A worker takes work from the queues in TOPICQ_WORKER_QUEUES: ``gpu`` (embedding and labels: it loads the
+embedding model and the LLM) and/or ``cpu`` (UMAP, HDBSCAN, representations, saving: the embedding model only).
+Models load when the worker starts, before it takes any work. A side thread publishes the worker's state to
+Redis (the web's /healthz and /api/v1/workers read it) and runs the sweep.
 """
 
 from __future__ import annotations
@@ -10,32 +13,51 @@ import logging
 import os
 import socket
 import threading
+import time
 from functools import lru_cache
 
+import psutil
 from celery import signals
 
-from shared.db import make_engine, make_session_factory
-from shared.queue import RELABEL, RUN_JOB, make_celery, publish_worker_state, redis_client
+from shared import work
+from shared.db import make_engine, make_session_factory, transaction
+from shared.models import WorkItem
+from shared.queue import RELABEL, WORK, make_celery, publish_worker_state, redis_client
 from shared.settings import get_settings
 from shared.storage import LocalArtifactStore
+from shared.sweep import sweep
 from worker import models as model_registry
 from worker.pipeline.run import PipelineConfig
 from worker.relabel import RelabelRunner
-from worker.runner import JobRunner
+from worker.stages import Chunking, StageRunner
 
 log = logging.getLogger("topicq.worker")
 
 settings = get_settings()
 app = make_celery(settings, name="topicq-worker")
-_state = {"ready": False, "status": "starting", "llm": settings.llm_model, "embedding": settings.embedding_model}
+QUEUES = [q.strip() for q in settings.worker_queues.split(",") if q.strip()]
+LABELS = "gpu" in QUEUES  # only accelerator workers load the LLM
+_state: dict = {
+    "ready": False, "status": "starting", "queues": QUEUES, "llm": settings.llm_model if LABELS else None,
+    "embedding": settings.embedding_model, "job": None, "stage": None, "hostname": None,
+}
+_held: list[WorkItem] = []  # the items this worker runs now
+
+
 @lru_cache
 def _sessions():
     return make_session_factory(make_engine(settings))
 
 
+def _hold(items: list[WorkItem]) -> None:
+    _held[:] = items
+    _state.update(job=items[0].job_id if items else None, stage=items[0].stage if items else None,
+                  status="busy" if items else "ready", jobs=[i.job_id for i in items])
+
+
 @lru_cache
-def runner() -> JobRunner:
-    return JobRunner(
+def runner() -> StageRunner:
+    return StageRunner(
         factory=_sessions(),
         store=LocalArtifactStore(settings.data_dir / "artifacts"),
         embedding_model_name=model_registry.embedding_cache_name(settings),
@@ -45,22 +67,20 @@ def runner() -> JobRunner:
             doc_tokens=settings.llm_doc_tokens,
             doc_count=settings.llm_docs,
         ),
-        models=_loaded_models,
+        embedder=lambda: model_registry.get_models(settings, labeler=LABELS).embedder,
+        labeler=lambda: model_registry.get_models(settings, labeler=True).labeler,
+        worker=_state["hostname"] or f"topicq@{socket.gethostname()}",
+        chunking=Chunking(settings.embed_chunk_documents, settings.label_chunk_topics, settings.label_batch_jobs),
         heartbeat_seconds=settings.heartbeat_seconds,
-        stale_after=settings.stale_job_after,
+        on_claim=_hold,
     )
-
-
-def _loaded_models():
-    models = model_registry.get_models(settings)
-    return models.embedder, models.labeler
 
 
 @lru_cache
 def relabeler() -> RelabelRunner:
     return RelabelRunner(
         factory=_sessions(),
-        labeler=lambda: model_registry.get_models(settings).labeler,
+        labeler=lambda: model_registry.get_models(settings, labeler=True).labeler,
         doc_tokens=settings.llm_doc_tokens,
         doc_count=settings.llm_docs,
         stale_after=settings.stale_job_after,
@@ -68,25 +88,37 @@ def relabeler() -> RelabelRunner:
     )
 
 
-@app.task(name=RUN_JOB)
-def run_job(job_id: str) -> None:
-    status = runner().run(job_id)
-    log.info("job %s: %s", job_id, status)
+@app.task(name=WORK)
+def run_work(kind: str) -> None:
+    """A doorbell: an item is ready on ``kind``'s queue. Runs the fairest ready item (maybe another job's)."""
+    for outcome in runner().run_next(kind):
+        log.info("%s", outcome)
 
 
 @app.task(name=RELABEL)
 def relabel(run_id: str) -> None:
-    status = relabeler().run(run_id)
+    _state.update(status="busy", stage="relabel")
+    try:
+        status = relabeler().run(run_id)
+    finally:
+        _state.update(status="ready", stage=None)
     log.info("re-label run %s: %s", run_id, status)
 
 
-def _heartbeat(hostname: str, stop: threading.Event) -> None:
+def _beat(hostname: str, stop: threading.Event) -> None:
+    """Publish this worker's state every heartbeat, and sweep every ``sweep_seconds``."""
     client = redis_client(settings)
+    process = psutil.Process()
+    next_sweep = 0.0
     while not stop.is_set():
         try:
-            publish_worker_state(client, hostname, dict(_state, pid=os.getpid()), ttl_seconds=3 * settings.heartbeat_seconds)
-        except Exception as exc:  # Redis away for a moment: the next beat tries again
-            log.warning("heartbeat failed: %s", exc)
+            state = dict(_state, pid=os.getpid(), rss_bytes=process.memory_info().rss)
+            publish_worker_state(client, hostname, state, ttl_seconds=3 * settings.heartbeat_seconds)
+            if _state["ready"] and (now := time.monotonic()) >= next_sweep:
+                next_sweep = now + settings.sweep_seconds
+                sweep(_sessions(), app, client, settings.stale_job_after)
+        except Exception as exc:  # Redis or the database away for a moment: the next beat tries again
+            log.warning("heartbeat or sweep failed: %s", exc)
         stop.wait(settings.heartbeat_seconds)
 
 
@@ -94,25 +126,44 @@ _stop = threading.Event()
 
 
 @signals.worker_ready.connect
-def _load_models_at_start(sender=None, **_kwargs) -> None:
-    """Runs once the worker is connected and its logging is set up; the solo pool takes no job until it returns."""
+def _start(sender=None, **_kwargs) -> None:
+    """Runs once the worker is connected and its logging is set up; the solo pool takes no work until it returns."""
     hostname = getattr(sender, "hostname", None) or f"worker@{socket.gethostname()}:{os.getpid()}"
-    threading.Thread(target=_heartbeat, args=(hostname, _stop), daemon=True, name="topicq-heartbeat").start()
+    _state["hostname"] = hostname
+    threading.Thread(target=_beat, args=(hostname, _stop), daemon=True, name="topicq-heartbeat").start()
     if settings.load_models_on_start:
         _state["status"] = "loading models"
         try:
-            models = model_registry.get_models(settings)
-            _state["labels"] = models.label_backend.as_dict()
-            _state["embeddings"] = models.embedding_backend
+            models = model_registry.get_models(settings, labeler=LABELS)
+            _state.update(device=models.device, embeddings=models.embedding_backend,
+                          models=[settings.embedding_model] + ([settings.llm_model] if LABELS else []))
+            if models.label_backend is not None:
+                _state["labels"] = models.label_backend.as_dict()
         except Exception:
             # Celery swallows errors raised in signal handlers: exit, so a supervisor sees the failure
-            # instead of a worker that takes jobs it cannot run.
+            # instead of a worker that takes work it cannot run.
             log.exception("could not load the models; the worker exits")
             logging.shutdown()
             os._exit(3)
+    # Work still held under this worker's name belongs to an earlier life of it that died (a graceful stop
+    # hands its work back): it is ready again now, not after the heartbeat goes stale.
+    with transaction(_sessions()) as session:
+        if released := work.release(session, worker=hostname, died=True):
+            log.warning("took back %d item(s) this worker held when it died", released)
     _state.update(ready=True, status="ready")
+    log.info("worker %s ready for queues %s", hostname, ", ".join(QUEUES))
 
 
-@signals.worker_shutdown.connect
-def _stop_heartbeat(**_kwargs) -> None:
+@signals.worker_shutting_down.connect
+def _hand_back(**_kwargs) -> None:
+    """Ctrl-C or SIGTERM: give the held items back to the queue as they are (a restart is not a death); the
+    task still running finds its claim void at its next progress report and stops."""
     _stop.set()
+    if not _held:
+        return
+    try:
+        with transaction(_sessions()) as session:
+            work.release(session, token=_held[0].token, died=False)
+        log.info("stopping: handed back %d work item(s)", len(_held))
+    except Exception as exc:
+        log.warning("stopping: could not hand back the work (%s); the sweep will", exc)

@@ -21,9 +21,9 @@ log = logging.getLogger(__name__)
 @dataclass
 class Models:
     embedder: object  # a SentenceTransformer
-    labeler: Labeler
+    labeler: Labeler | None  # None in a worker that never labels (CPU stages only)
     device: str
-    label_backend: BackendChoice
+    label_backend: BackendChoice | None
     embedding_backend: str  # e.g. "onnx int8 (why)"
 
 
@@ -102,18 +102,16 @@ _lock = threading.Lock()
 _models: Models | None = None
 
 
-def get_models(settings: Settings) -> Models:
-    """This process's models, loaded on the first call."""
+def get_models(settings: Settings, labeler: bool = True) -> Models:
+    """This process's models, loaded on the first call; ``labeler=False`` (a worker of CPU stages only) leaves
+    the LLM out, and a later call that wants it loads it then."""
     global _models
     with _lock:
         if _models is None:
-            choice = label_backend(settings)
             embedder, embedding_kind = load_embedder_described(settings)
-            _models = Models(
-                embedder=embedder,
-                labeler=load_labeler(settings, choice),
-                device=resolve_device(settings.device),
-                label_backend=choice,
-                embedding_backend=embedding_kind,
-            )
+            _models = Models(embedder=embedder, labeler=None, device=resolve_device(settings.device),
+                             label_backend=None, embedding_backend=embedding_kind)
+        if labeler and _models.labeler is None:
+            choice = label_backend(settings)
+            _models.labeler, _models.label_backend = load_labeler(settings, choice), choice
         return _models

@@ -22,6 +22,16 @@ class Label:
     source: str  # "llm", or "keywords" when the LLM was off or gave nothing usable
 
 
+@dataclass(frozen=True)
+class LabelRequest:
+    """One job's share of a label batch: its topics, and the labels its earlier chunks already gave."""
+
+    topics: Sequence[LabelInput]
+    earlier: Sequence[Label] = ()  # the new labels must differ from these too
+    template: str = MAIN_PROMPT
+    progress: Progress = no_progress
+
+
 def label_topics(
     topics: Sequence[LabelInput],
     labeler: Labeler | None,
@@ -30,39 +40,61 @@ def label_topics(
     doc_count: int | None = None,
     template: str = MAIN_PROMPT,
     progress: Progress = no_progress,
+    earlier: Sequence[Label] = (),
 ) -> list[Label]:
     """A distinct label per topic, in order (the first, largest topics keep a contested label).
 
     The first ``doc_count`` representative documents (all: None) go into the prompt, each cut to ``doc_budget``
     tokens (words, for a labeler without a tokenizer).
-    A topic whose label another topic already has is asked once more with the taken labels listed; a clash
-    that remains is settled with the topic's most distinctive keyword.
+    A topic whose label another topic (or one of ``earlier``) already has is asked once more with the taken
+    labels listed; a clash that remains is settled with the topic's most distinctive keyword.
     """
-    if labeler is None or not topics:
-        return _distinct([Label(keyword_label(t.keywords), "keywords") for t in topics], topics)
-    cut: Callable[[str, int], str] = getattr(labeler, "truncate", truncate_words)
-    docs = [[cut(doc, doc_budget) for doc in t.documents[:doc_count]] for t in topics]
-    total = len(topics)
-    progress("labelling", 0, total)
-    answers = labeler.generate(
-        [build_messages(d, t.keywords, template) for d, t in zip(docs, topics)],
-        on_progress=lambda done: progress("labelling", done, total),
-    )
-    labels = [_label(answer, topic) for answer, topic in zip(answers, topics)]
+    request = LabelRequest(topics, earlier, template, progress)
+    return label_batch([request], labeler, doc_budget=doc_budget, doc_count=doc_count)[0]
 
-    clashes = _clashing(labels)
-    if clashes:
-        taken = sorted({labels[i].text for i in clashes})  # the labels to avoid (a full list could overflow 4k)
-        retries = labeler.generate(
-            [build_messages(docs[i], topics[i].keywords, template, taken=taken) for i in clashes]
-        )
-        used = {normalized(label.text) for label in labels}
-        for i, answer in zip(clashes, retries):
-            retry = _label(answer, topics[i])
-            if retry.source == "llm" and normalized(retry.text) not in used:
-                labels[i] = retry
-                used.add(normalized(retry.text))
-    return _distinct(labels, topics)
+
+def label_batch(
+    requests: Sequence[LabelRequest], labeler: Labeler | None, *, doc_budget: int, doc_count: int | None = None
+) -> list[list[Label]]:
+    """``label_topics`` for several jobs at once: their prompts go to the labeler as one batch (one shared
+    prefix, one generate call), and each job's labels are made distinct within that job only."""
+    if labeler is None:
+        return [_distinct([Label(keyword_label(t.keywords), "keywords") for t in r.topics], r.topics, r.earlier)
+                for r in requests]
+    cut: Callable[[str, int], str] = getattr(labeler, "truncate", truncate_words)
+    docs = [[[cut(doc, doc_budget) for doc in t.documents[:doc_count]] for t in r.topics] for r in requests]
+    starts = [sum(len(r.topics) for r in requests[:k]) for k in range(len(requests))]
+    for r in requests:
+        r.progress("labelling", 0, len(r.topics))
+
+    def on_progress(done: int) -> None:
+        for r, start in zip(requests, starts):
+            if start < done <= start + len(r.topics):  # this job's topics are the ones being answered
+                r.progress("labelling", done - start, len(r.topics))
+
+    answers = labeler.generate(
+        [build_messages(d, t.keywords, r.template) for r, ds in zip(requests, docs) for d, t in zip(ds, r.topics)],
+        on_progress=on_progress,
+    )
+    labels = [[_label(answers[start + i], t) for i, t in enumerate(r.topics)] for r, start in zip(requests, starts)]
+
+    # Topics whose label an earlier topic of the same job has: asked once more, all jobs in one batch.
+    retry_of: list[tuple[int, int]] = []
+    retry_prompts = []
+    for k, r in enumerate(requests):
+        clashes = _clashing(labels[k], r.earlier)
+        taken = sorted({labels[k][i].text for i in clashes})  # the labels to avoid (a full list could overflow 4k)
+        for i in clashes:
+            retry_of.append((k, i))
+            retry_prompts.append(build_messages(docs[k][i], r.topics[i].keywords, r.template, taken=taken))
+    if retry_prompts:
+        used = [{normalized(label.text) for label in [*r.earlier, *labels[k]]} for k, r in enumerate(requests)]
+        for (k, i), answer in zip(retry_of, labeler.generate(retry_prompts)):
+            retry = _label(answer, requests[k].topics[i])
+            if retry.source == "llm" and normalized(retry.text) not in used[k]:
+                labels[k][i] = retry
+                used[k].add(normalized(retry.text))
+    return [_distinct(labels[k], r.topics, r.earlier) for k, r in enumerate(requests)]
 
 
 def _label(answer: str, topic: LabelInput) -> Label:
@@ -70,9 +102,9 @@ def _label(answer: str, topic: LabelInput) -> Label:
     return Label(cleaned, "llm") if cleaned else Label(keyword_label(topic.keywords), "keywords")
 
 
-def _clashing(labels: Sequence[Label]) -> list[int]:
-    """Indices of labels an earlier topic already has."""
-    seen: set[str] = set()
+def _clashing(labels: Sequence[Label], earlier: Sequence[Label] = ()) -> list[int]:
+    """Indices of labels an earlier topic (or one of ``earlier``) already has."""
+    seen: set[str] = {normalized(label.text) for label in earlier}
     clashes = []
     for i, label in enumerate(labels):
         key = normalized(label.text)
@@ -82,9 +114,9 @@ def _clashing(labels: Sequence[Label]) -> list[int]:
     return clashes
 
 
-def _distinct(labels: list[Label], topics: Sequence[LabelInput]) -> list[Label]:
-    taken = {normalized(label.text) for label in labels}
-    for i in _clashing(labels):
+def _distinct(labels: list[Label], topics: Sequence[LabelInput], earlier: Sequence[Label] = ()) -> list[Label]:
+    taken = {normalized(label.text) for label in [*earlier, *labels]}
+    for i in _clashing(labels, earlier):
         text = with_keyword(labels[i].text, topics[i].keywords, taken)
         taken.add(normalized(text))
         labels[i] = Label(text, labels[i].source)

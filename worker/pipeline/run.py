@@ -1,9 +1,11 @@
-"""The whole pipeline for one job: embed -> reduce -> cluster -> represent -> label."""
+"""The pipeline's stages for one job: embed -> cluster (UMAP, HDBSCAN, representations) -> label, and the
+whole of it in one process (``run_pipeline``: benchmarks and tests)."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,7 +18,7 @@ from worker.pipeline.embed import DEFAULT_WINDOWS, embed
 from worker.pipeline.label import Label, LabelInput, label_topics
 from worker.pipeline.outliers import reassign_outliers
 from worker.pipeline.progress import Progress, no_progress
-from worker.pipeline.reduce import fit_umap, map_coordinates
+from worker.pipeline.reduce import Check, fit_umap, map_coordinates
 from worker.pipeline.represent import TopicRepresentation, represent
 from worker.pipeline.scores import Scores, score
 from worker.pipeline.themes import group_topics, topic_vectors
@@ -85,6 +87,89 @@ def label_themes(representations, labels, theme_of: np.ndarray, labeler, progres
     ]
 
 
+@dataclass
+class Clusters:
+    """What the CPU stage hands to labelling: topics, their words and documents, the map, the themes."""
+
+    representations: list[TopicRepresentation]
+    doc_topics: np.ndarray  # (n,) int32, after outlier reduction when it was on
+    original_doc_topics: np.ndarray  # (n,) int32
+    coords: np.ndarray  # (n, 2) float32
+    theme_of: np.ndarray  # (n_topics,) int32, the theme of each topic; empty when too few topics to group
+    scores: Scores | None
+
+
+def cluster_stage(
+    texts: list[str],
+    embeddings: np.ndarray,
+    params: JobParams,
+    embedding_model,
+    config: PipelineConfig,
+    progress: Progress = no_progress,
+    check: Check | None = None,
+) -> Clusters:
+    """Everything between embeddings and labels, on the CPU: UMAP (to 5-D and to the 2-D map), HDBSCAN,
+    outlier reduction, c-TF-IDF with its representations, scores and the themes' grouping. ``check`` is called
+    between UMAP's epochs and may raise to stop (a cancelled job)."""
+    progress("reducing", 0, 2)
+    _, reduced = fit_umap(embeddings, seed=config.seed, check=check)
+    progress("reducing", 1, 2)
+    coords = map_coordinates(embeddings, seed=config.seed, check=check)
+    progress("reducing", 2, 2)
+
+    progress("clustering", 0, 1)
+    # HDBSCAN needs both sizes below the number of documents; a larger request means "one topic at most".
+    min_size = min(params.min_topic_size or default_min_topic_size(len(texts)), len(texts) - 1)
+    min_samples = min(params.min_samples or default_min_samples(min_size), len(texts) - 1)
+    _, original = cluster(reduced, min_size, min_samples)
+    clusters = original
+    if params.reduce_outliers:
+        threshold = DEFAULT_OUTLIER_THRESHOLD if params.outlier_threshold is None else params.outlier_threshold
+        clusters = reassign_outliers(embeddings, original, threshold)
+    progress("clustering", 1, 1)
+
+    progress("representing", 0, 1)
+    representations, doc_topics, topic_model = represent(
+        texts, embeddings, clusters, embedding_model, params.nr_topics, seed=config.seed
+    )
+    original_doc_topics = np.where(original < 0, -1, doc_topics).astype(np.int32)
+    analyzer = topic_model.vectorizer_model.build_analyzer() if topic_model is not None else None
+    scores = score([r.keywords for r in representations], doc_topics, texts, analyzer)
+    ids = [r.topic for r in representations]
+    theme_of = (
+        group_topics(topic_vectors(embeddings, doc_topics, ids), np.array([r.size for r in representations]))
+        if ids else np.array([], dtype=np.int32)
+    )
+    progress("representing", 1, 1)
+    return Clusters(representations, doc_topics.astype(np.int32), original_doc_topics,
+                    np.asarray(coords, dtype=np.float32), np.asarray(theme_of, dtype=np.int32), scores)
+
+
+def label_inputs(
+    representations: Sequence[TopicRepresentation], texts: Mapping[int, str] | Sequence[str]
+) -> list[LabelInput]:
+    """The label stage's input per topic: its keywords and its representative documents' texts."""
+    return [LabelInput(r.keywords, [texts[i] for i in r.representative_docs]) for r in representations]
+
+
+def assemble(clusters: Clusters, labels: list[Label], themes: list[ThemeResult], embeddings: np.ndarray,
+             timings: dict[str, float] | None = None) -> PipelineResult:
+    theme_of = clusters.theme_of
+    return PipelineResult(
+        topics=[
+            TopicResult(r, l, int(theme_of[i]) if len(theme_of) else None)
+            for i, (r, l) in enumerate(zip(clusters.representations, labels))
+        ],
+        themes=themes,
+        doc_topics=clusters.doc_topics,
+        original_doc_topics=clusters.original_doc_topics,
+        scores=clusters.scores,
+        coords=clusters.coords,
+        embeddings=embeddings,
+        timings=timings or {},
+    )
+
+
 def run_pipeline(
     texts: list[str],
     params: JobParams,
@@ -94,7 +179,8 @@ def run_pipeline(
     progress: Progress = no_progress,
     embeddings: np.ndarray | None = None,
 ) -> PipelineResult:
-    """Topics of ``texts``. Pass ``embeddings`` (n, dim) to skip the embedding stage (a cache hit)."""
+    """Topics of ``texts`` in one process, stage after stage (the service runs the same stages as separate
+    work items). Pass ``embeddings`` (n, dim) to skip the embedding stage (a cache hit)."""
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -108,61 +194,22 @@ def run_pipeline(
         embeddings = embed(texts, embedding_model, config.embedding_batch_size, progress, config.embedding_windows)
     progress("embedding", len(texts), len(texts))
     lap("embedding")
-
-    progress("reducing", 0, 2)
-    _, reduced = fit_umap(embeddings, seed=config.seed)
-    progress("reducing", 1, 2)
-    coords = map_coordinates(embeddings, seed=config.seed)
-    progress("reducing", 2, 2)
-    lap("reducing")
-
-    progress("clustering", 0, 1)
-    # HDBSCAN needs both sizes below the number of documents; a larger request means "one topic at most".
-    min_size = min(params.min_topic_size or default_min_topic_size(len(texts)), len(texts) - 1)
-    min_samples = min(params.min_samples or default_min_samples(min_size), len(texts) - 1)
-    _, original = cluster(reduced, min_size, min_samples)
-    clusters = original
-    if params.reduce_outliers:
-        threshold = DEFAULT_OUTLIER_THRESHOLD if params.outlier_threshold is None else params.outlier_threshold
-        clusters = reassign_outliers(embeddings, original, threshold)
-    progress("clustering", 1, 1)
+    clusters = cluster_stage(texts, embeddings, params, embedding_model, config, progress)
     lap("clustering")
-
-    progress("representing", 0, 1)
-    representations, doc_topics, topic_model = represent(
-        texts, embeddings, clusters, embedding_model, params.nr_topics, seed=config.seed
-    )
-    original_doc_topics = np.where(original < 0, -1, doc_topics).astype(np.int32)
-    analyzer = topic_model.vectorizer_model.build_analyzer() if topic_model is not None else None
-    scores = score([r.keywords for r in representations], doc_topics, texts, analyzer)
-    progress("representing", 1, 1)
-    lap("representing")
-
-    ids = [r.topic for r in representations]
-    theme_of = (
-        group_topics(topic_vectors(embeddings, doc_topics, ids), np.array([r.size for r in representations]))
-        if ids else np.array([], dtype=np.int32)
-    )
-    n_themes = int(theme_of.max()) + 1 if len(theme_of) else 0
-    steps = len(ids) + n_themes
-    active_labeler = labeler if params.generate_labels else None
-    inputs = [LabelInput(r.keywords, [texts[i] for i in r.representative_docs]) for r in representations]
-    labels = label_topics(inputs, active_labeler, doc_budget=config.doc_tokens, doc_count=config.doc_count,
-                          progress=lambda stage, done, _total: progress(stage, done, steps))
-    themes = label_themes(representations, labels, theme_of, active_labeler,
-                          progress=lambda stage, done, _total: progress(stage, len(ids) + done, steps))
+    labels, themes = label_stage(clusters, texts, labeler if params.generate_labels else None, config, progress)
     lap("labelling")
     log.info("pipeline on %d documents: %s", len(texts), timings)
-    return PipelineResult(
-        topics=[
-            TopicResult(r, l, int(theme_of[i]) if len(theme_of) else None)
-            for i, (r, l) in enumerate(zip(representations, labels))
-        ],
-        themes=themes,
-        doc_topics=doc_topics,
-        original_doc_topics=original_doc_topics,
-        scores=scores,
-        coords=coords,
-        embeddings=embeddings,
-        timings=timings,
-    )
+    return assemble(clusters, labels, themes, embeddings, timings)
+
+
+def label_stage(clusters: Clusters, texts, labeler: Labeler | None, config: PipelineConfig,
+                progress: Progress = no_progress) -> tuple[list[Label], list[ThemeResult]]:
+    """Topic labels, then theme labels, with one progress bar over both."""
+    ids = [r.topic for r in clusters.representations]
+    n_themes = int(clusters.theme_of.max()) + 1 if len(clusters.theme_of) else 0
+    steps = len(ids) + n_themes
+    labels = label_topics(label_inputs(clusters.representations, texts), labeler, doc_budget=config.doc_tokens,
+                          doc_count=config.doc_count, progress=lambda stage, done, _total: progress(stage, done, steps))
+    themes = label_themes(clusters.representations, labels, clusters.theme_of, labeler,
+                          progress=lambda stage, done, _total: progress(stage, len(ids) + done, steps))
+    return labels, themes

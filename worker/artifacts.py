@@ -1,0 +1,102 @@
+"""What one stage hands the next, through the artifact store: keys and (de)serialisation, nothing else.
+
+A job's own artifacts live under ``jobs/<id>/`` (deleted with the job); embeddings live under a content key
+shared by every job with the same documents and model (the cache).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import asdict
+
+import numpy as np
+
+from shared.storage import ArtifactStore, array_from_bytes, array_to_bytes, job_prefix
+from worker.pipeline.label import Label
+from worker.pipeline.represent import TopicRepresentation
+from worker.pipeline.run import Clusters, ThemeResult
+from worker.pipeline.scores import Scores
+
+
+def embedding_key(model_name: str, windows: int, texts: list[str]) -> str:
+    """Content hash of the corpus, the model and the windows per document: the same documents reuse their
+    embeddings."""
+    digest = hashlib.sha256(f"{model_name}|windows={windows}".encode())
+    for text in texts:
+        digest.update(b"\x00" + text.encode())
+    return f"embeddings/{digest.hexdigest()}.npy"
+
+
+def embedding_chunk_key(job_id: str, chunk: int) -> str:
+    return f"{job_prefix(job_id)}embedding/{chunk}.npy"
+
+
+def put_array(store: ArtifactStore, key: str, array: np.ndarray) -> None:
+    store.put(key, array_to_bytes(array))
+
+
+def get_array(store: ArtifactStore, key: str) -> np.ndarray | None:
+    data = store.get(key)
+    return None if data is None else array_from_bytes(data)
+
+
+def put_clusters(store: ArtifactStore, job_id: str, clusters: Clusters) -> None:
+    arrays = io.BytesIO()
+    np.savez(arrays, doc_topics=clusters.doc_topics, original_doc_topics=clusters.original_doc_topics,
+             coords=clusters.coords, theme_of=clusters.theme_of)
+    store.put(f"{job_prefix(job_id)}clusters.npz", arrays.getvalue())
+    described = {
+        "representations": [asdict(r) for r in clusters.representations],
+        "scores": asdict(clusters.scores) if clusters.scores else None,
+    }
+    store.put(f"{job_prefix(job_id)}clusters.json", json.dumps(described).encode())
+
+
+def get_clusters(store: ArtifactStore, job_id: str) -> Clusters:
+    arrays = store.get(f"{job_prefix(job_id)}clusters.npz")
+    described = store.get(f"{job_prefix(job_id)}clusters.json")
+    if arrays is None or described is None:
+        raise LookupError(f"job {job_id}: the cluster stage's output is missing from the artifact store")
+    with np.load(io.BytesIO(arrays), allow_pickle=False) as npz:
+        loaded = {name: npz[name] for name in npz.files}
+    meta = json.loads(described)
+    return Clusters(
+        representations=[TopicRepresentation(**r) for r in meta["representations"]],
+        doc_topics=loaded["doc_topics"],
+        original_doc_topics=loaded["original_doc_topics"],
+        coords=loaded["coords"],
+        theme_of=loaded["theme_of"],
+        scores=Scores(**meta["scores"]) if meta["scores"] else None,
+    )
+
+
+def _labels_key(job_id: str, chunk: int) -> str:
+    return f"{job_prefix(job_id)}labels/{chunk}.json"
+
+
+def put_labels(store: ArtifactStore, job_id: str, chunk: int, labels: list[Label]) -> None:
+    store.put(_labels_key(job_id, chunk), json.dumps([asdict(label) for label in labels]).encode())
+
+
+def get_labels(store: ArtifactStore, job_id: str, chunks: int) -> list[Label]:
+    """The topic labels of chunks 0 .. ``chunks - 1``, in topic order."""
+    labels = []
+    for chunk in range(chunks):
+        data = store.get(_labels_key(job_id, chunk))
+        if data is None:
+            raise LookupError(f"job {job_id}: labels of chunk {chunk} are missing from the artifact store")
+        labels += [Label(**item) for item in json.loads(data)]
+    return labels
+
+
+def put_themes(store: ArtifactStore, job_id: str, themes: list[ThemeResult]) -> None:
+    store.put(f"{job_prefix(job_id)}themes.json", json.dumps([asdict(t) for t in themes]).encode())
+
+
+def get_themes(store: ArtifactStore, job_id: str) -> list[ThemeResult]:
+    data = store.get(f"{job_prefix(job_id)}themes.json")
+    if data is None:
+        return []
+    return [ThemeResult(t["theme"], Label(**t["label"]), t["topics"], t["size"]) for t in json.loads(data)]

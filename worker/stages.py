@@ -1,0 +1,373 @@
+"""Runs one work item of a job (or a batch of label items of several jobs): claim it, read its inputs from the
+database and the artifact store, run the pure pipeline stage, write its outputs, and mark it done together
+with making the next item ready.
+
+Celery knows nothing of this module and this module knows nothing of Celery, so tests drive it directly on a
+real database. Every way out of a claimed item leaves it done, back in the queue, or its job finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared import jobs, work
+from shared.db import transaction
+from shared.models import WorkItem
+from shared.schemas import JobParams
+from shared.storage import ArtifactStore
+from worker import artifacts
+from worker.pipeline.embed import embed
+from worker.pipeline.label import LabelInput, LabelRequest, label_batch, label_topics
+from worker.pipeline.progress import overall
+from worker.pipeline.run import Clusters, PipelineConfig, PipelineResult, assemble, cluster_stage, label_inputs, label_themes
+
+log = logging.getLogger(__name__)
+
+USER_SAFE_ERROR = "the topic pipeline failed on this corpus; the worker log has the details"
+
+
+class JobCancelled(Exception):
+    """The job left the running state (cancelled, or failed elsewhere) while this worker ran its item."""
+
+
+class ClaimLost(Exception):
+    """This worker's claim on the item was voided (it went silent and another worker took the item over)."""
+
+
+@dataclass(frozen=True)
+class Chunking:
+    embed_documents: int = 2000  # documents per embedding item
+    label_topics: int = 8  # topics per label item
+    label_jobs: int = 4  # label items of different jobs taken into one batch
+
+
+class Claim:
+    """The items one worker holds, beaten from a side thread every ``interval`` seconds (also through minutes of
+    silent UMAP) with the database's clock. ``check()`` raises once an item's job stopped or the claim was lost."""
+
+    def __init__(self, factory: sessionmaker[Session], items: Sequence[WorkItem], interval: float) -> None:
+        self.factory, self.items, self.interval = factory, list(items), interval
+        self.alive = {item.job_id for item in items}
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="topicq-claim-heartbeat")
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                with transaction(self.factory) as session:
+                    self.alive = set(work.still_mine(session, self.items))
+            except Exception as exc:  # the database away for a moment: the next beat tries again
+                log.warning("heartbeat of work items failed: %s", exc)
+
+    def check(self, job_id: str) -> None:
+        if job_id not in self.alive:
+            with transaction(self.factory) as session:  # a cancel or a take-over: say which
+                status = jobs.get_job(session, job_id).status
+            raise JobCancelled(job_id) if status != "running" else ClaimLost(job_id)
+
+    def __enter__(self) -> Claim:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class Progress:
+    """Writes a job's stage and overall progress at most every ``interval`` seconds, and stops the stage (raises)
+    when the job was cancelled. A database error while writing progress is logged, never fatal."""
+
+    def __init__(self, factory: sessionmaker[Session], claim: Claim, job_id: str, interval: float = 0.5) -> None:
+        self.factory, self.claim, self.job_id, self.interval = factory, claim, job_id, interval
+        self._last = (None, 0.0)
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        self.report(stage, overall(stage, done, total), final=done >= total)
+
+    def report(self, stage: str, value: float, final: bool = False) -> None:
+        self.claim.check(self.job_id)
+        now = time.monotonic()
+        if stage == self._last[0] and not final and now - self._last[1] < self.interval:
+            return
+        self._last = (stage, now)
+        try:
+            with transaction(self.factory) as session:
+                jobs.report_progress(session, self.job_id, stage, round(value, 4))
+        except DBAPIError as exc:
+            log.warning("job %s: progress not saved (%s); the work goes on", self.job_id, exc)
+
+    def check(self) -> None:
+        """For UMAP's epochs: raise if the job stopped."""
+        self.claim.check(self.job_id)
+
+
+@dataclass
+class StageRunner:
+    factory: sessionmaker[Session]
+    store: ArtifactStore
+    embedding_model_name: str  # names the embedding cache
+    config: PipelineConfig
+    embedder: Callable[[], object]  # loaded once per process
+    labeler: Callable[[], object]
+    worker: str  # this worker's name, recorded on what it claims
+    chunking: Chunking = Chunking()
+    heartbeat_seconds: float = 5.0
+    on_claim: Callable[[list[WorkItem]], None] = lambda items: None  # what this worker holds now (empty: nothing)
+
+    def run_next(self, queue: str) -> list[str]:
+        """Claim and run the fairest ready item of ``queue`` (label items: a batch across jobs); returns one
+        line per item saying how it ended, empty when nothing was ready (a duplicate doorbell)."""
+        with transaction(self.factory) as session:
+            items = work.claim(session, queue, self.worker, batch_stage="label", batch=self.chunking.label_jobs)
+        if not items:
+            return []
+        self.on_claim(items)
+        started = time.monotonic()
+        try:
+            with Claim(self.factory, items, self.heartbeat_seconds) as claim:
+                if items[0].stage == "label":
+                    return self._label(items, claim, started)
+                return [self._one(items[0], claim, started)]
+        finally:
+            self.on_claim([])
+
+    # -- one item ---------------------------------------------------------------------------------------
+
+    def _one(self, item: WorkItem, claim: Claim, started: float) -> str:
+        what = f"job {item.job_id} {item.stage} {item.chunk}"
+        try:
+            step = {"embed": self._embed, "cluster": self._cluster, "save": self._save}[item.stage]
+            done = step(item, claim, started)
+        except (JobCancelled, ClaimLost) as stop:
+            log.info("%s: stopped (%s)", what, type(stop).__name__)
+            return f"{what}: stopped"
+        except DBAPIError:
+            return self._database_error(item, what)
+        except Exception:
+            log.exception("%s failed", what)
+            self._fail(item.job_id)
+            return f"{what}: failed"
+        return f"{what}: {'done' if done else 'superseded'}"
+
+    def _embed(self, item: WorkItem, claim: Claim, started: float) -> bool:
+        size = self.chunking.embed_documents
+        with transaction(self.factory) as session:
+            job = jobs.get_job(session, item.job_id)
+            n, key = job.n_documents, job.embedding_key
+            if key is None:  # the first chunk names the cache entry of the whole corpus
+                key = artifacts.embedding_key(self.embedding_model_name, self.config.embedding_windows,
+                                              jobs.load_documents(session, item.job_id))
+                job.embedding_key = key
+        cached = artifacts.get_array(self.store, key)
+        if cached is not None and cached.shape[0] == n:  # the same documents embedded before: straight on
+            Progress(self.factory, claim, item.job_id)("embedding", n, n)
+            return self._complete(item, started, [("cluster", 0)])
+        first, stop = item.chunk * size, min(n, (item.chunk + 1) * size)
+        with transaction(self.factory) as session:
+            texts = jobs.load_documents(session, item.job_id, first, stop)
+        progress = Progress(self.factory, claim, item.job_id)
+        vectors = embed(texts, self.embedder(), self.config.embedding_batch_size,
+                        lambda stage, done, _total: progress(stage, first + done, n), self.config.embedding_windows)
+        artifacts.put_array(self.store, artifacts.embedding_chunk_key(item.job_id, item.chunk), vectors)
+        if stop < n:
+            return self._complete(item, started, [("embed", item.chunk + 1)])
+        chunks = [artifacts.get_array(self.store, artifacts.embedding_chunk_key(item.job_id, c))
+                  for c in range(math.ceil(n / size))]
+        if any(chunk is None for chunk in chunks):
+            raise LookupError(f"job {item.job_id}: an embedding chunk is missing from the artifact store")
+        artifacts.put_array(self.store, key, np.concatenate(chunks))
+        return self._complete(item, started, [("cluster", 0)])
+
+    def _cluster(self, item: WorkItem, claim: Claim, started: float) -> bool:
+        with transaction(self.factory) as session:
+            job = jobs.get_job(session, item.job_id)
+            params, key = JobParams.model_validate(job.params), job.embedding_key
+            texts = jobs.load_documents(session, item.job_id)
+        embeddings = artifacts.get_array(self.store, key) if key else None
+        if embeddings is None or len(embeddings) != len(texts):
+            raise LookupError(f"job {item.job_id}: its embeddings are missing from the artifact store")
+        progress = Progress(self.factory, claim, item.job_id)
+        clusters = cluster_stage(texts, embeddings, params, self.embedder(), self.config, progress, progress.check)
+        artifacts.put_clusters(self.store, item.job_id, clusters)
+        labelled = params.generate_labels and len(clusters.representations) > 0
+        return self._complete(item, started, [("label", 0) if labelled else ("save", 0)])
+
+    def _save(self, item: WorkItem, claim: Claim, started: float) -> bool:
+        with transaction(self.factory) as session:
+            params = JobParams.model_validate(jobs.get_job(session, item.job_id).params)
+        claim.check(item.job_id)
+        clusters = artifacts.get_clusters(self.store, item.job_id)
+        if params.generate_labels:
+            labels = artifacts.get_labels(self.store, item.job_id, self._label_chunks(clusters))
+            themes = artifacts.get_themes(self.store, item.job_id)
+        else:  # keyword labels, which need no LLM
+            labels = label_topics([LabelInput(r.keywords, []) for r in clusters.representations], None, doc_budget=0)
+            themes = label_themes(clusters.representations, labels, clusters.theme_of, None, lambda *_: None)
+        result = assemble(clusters, labels, themes, np.zeros((0, 0), dtype=np.float32))
+        with transaction(self.factory) as session:
+            jobs.report_progress(session, item.job_id, "saving", overall("saving", 0, 1))
+        with transaction(self.factory) as session:
+            if not work.complete(session, item, time.monotonic() - started):
+                return False
+            jobs.finish(session, item.job_id, **result_rows(result, params))
+        return True
+
+    # -- labels, batched across jobs --------------------------------------------------------------------
+
+    def _label_chunks(self, clusters: Clusters) -> int:
+        return math.ceil(len(clusters.representations) / self.chunking.label_topics)
+
+    def _label(self, items: list[WorkItem], claim: Claim, started: float) -> list[str]:
+        """Topic-label chunks of several jobs in one labeller batch; a theme chunk (the last of a job) alone."""
+        outcomes, batch = [], []
+        for item in items:
+            what = f"job {item.job_id} label {item.chunk}"
+            try:
+                clusters = artifacts.get_clusters(self.store, item.job_id)
+                chunks = self._label_chunks(clusters)
+                if item.chunk >= chunks:
+                    outcomes.append(f"{what}: {self._themes(item, claim, clusters, chunks, started)}")
+                    continue
+                batch.append((item, clusters, chunks, self._label_request(item, claim, clusters, chunks)))
+            except (JobCancelled, ClaimLost):
+                outcomes.append(f"{what}: stopped")
+            except DBAPIError:
+                outcomes.append(self._database_error(item, what))
+            except Exception:
+                log.exception("%s failed", what)
+                self._fail(item.job_id)
+                outcomes.append(f"{what}: failed")
+        if not batch:
+            return outcomes
+        try:
+            results = label_batch([request for *_, request in batch], self.labeler(),
+                                  doc_budget=self.config.doc_tokens, doc_count=self.config.doc_count)
+        except (JobCancelled, ClaimLost):
+            # One job of the batch stopped: the others' items go back to the queue, unharmed.
+            with transaction(self.factory) as session:
+                work.release(session, token=batch[0][0].token, died=False)
+            return outcomes + [f"job {item.job_id} label {item.chunk}: released" for item, *_ in batch]
+        except Exception:
+            log.exception("label batch of %d jobs failed", len(batch))
+            for item, *_ in batch:
+                self._fail(item.job_id)
+            return outcomes + [f"job {item.job_id} label {item.chunk}: failed" for item, *_ in batch]
+        for (item, clusters, chunks, _request), labels in zip(batch, results):
+            artifacts.put_labels(self.store, item.job_id, item.chunk, labels)
+            last = item.chunk == chunks - 1
+            then = ("save", 0) if last and not len(clusters.theme_of) else ("label", item.chunk + 1)
+            done = self._complete(item, started, [then])
+            outcomes.append(f"job {item.job_id} label {item.chunk}: {'done' if done else 'superseded'}")
+        return outcomes
+
+    def _label_request(self, item: WorkItem, claim: Claim, clusters: Clusters, chunks: int) -> LabelRequest:
+        size = self.chunking.label_topics
+        first = item.chunk * size
+        mine = clusters.representations[first : first + size]
+        with transaction(self.factory) as session:
+            texts = jobs.document_texts(session, item.job_id, (i for r in mine for i in r.representative_docs))
+        earlier = artifacts.get_labels(self.store, item.job_id, item.chunk)
+        n_themes = int(clusters.theme_of.max()) + 1 if len(clusters.theme_of) else 0
+        steps = len(clusters.representations) + n_themes
+        progress = Progress(self.factory, claim, item.job_id)
+        return LabelRequest(
+            topics=label_inputs(mine, texts),
+            earlier=earlier,
+            progress=lambda stage, done, _total: progress(stage, first + done, steps),
+        )
+
+    def _themes(self, item: WorkItem, claim: Claim, clusters: Clusters, chunks: int, started: float) -> str:
+        labels = artifacts.get_labels(self.store, item.job_id, chunks)
+        progress = Progress(self.factory, claim, item.job_id)
+        n_topics = len(labels)
+        steps = n_topics + int(clusters.theme_of.max()) + 1
+        themes = label_themes(clusters.representations, labels, clusters.theme_of, self.labeler(),
+                              progress=lambda stage, done, _total: progress(stage, n_topics + done, steps))
+        artifacts.put_themes(self.store, item.job_id, themes)
+        return "done" if self._complete(item, started, [("save", 0)]) else "superseded"
+
+    # -- endings ----------------------------------------------------------------------------------------
+
+    def _complete(self, item: WorkItem, started: float, then: list[tuple[str, int]]) -> bool:
+        with transaction(self.factory) as session:
+            return work.complete(session, item, time.monotonic() - started, then)
+
+    def _fail(self, job_id: str) -> None:
+        try:
+            with transaction(self.factory) as session:
+                jobs.fail(session, job_id, USER_SAFE_ERROR)
+        except DBAPIError:
+            log.exception("job %s: could not record its failure; the sweep will hand its item out again", job_id)
+
+    def _database_error(self, item: WorkItem, what: str) -> str:
+        """The database failed under a stage: the item goes back to the queue (not a death, not a failure)."""
+        log.exception("%s: database error; the item goes back to the queue", what)
+        try:
+            with transaction(self.factory) as session:
+                work.release(session, token=item.token, died=False)
+        except DBAPIError:
+            log.warning("%s: the database is still away; the sweep re-queues the item once it answers", what)
+        return f"{what}: released"
+
+
+def result_rows(result: PipelineResult, params: JobParams) -> dict:
+    """``jobs.finish`` keyword arguments for a pipeline result."""
+    return dict(
+        topics=[to_row(t) for t in result.topics],
+        themes=[jobs.ThemeRow(t.theme, t.label.text, t.label.source, t.topics, t.size) for t in result.themes],
+        scores=job_scores(result, params),
+        arrays={
+            "topic": result.doc_topics.astype(np.int32),
+            "topic_original": result.original_doc_topics.astype(np.int32),
+            "x": result.coords[:, 0].astype(np.float32),
+            "y": result.coords[:, 1].astype(np.float32),
+        },
+        n_outliers=result.n_outliers,
+    )
+
+
+def to_row(topic) -> jobs.TopicRow:
+    rep = topic.representation
+    return jobs.TopicRow(
+        topic=rep.topic,
+        size=rep.size,
+        label=topic.label.text,
+        label_source=topic.label.source,
+        keywords=rep.keywords,
+        representations=rep.representations,
+        representative_docs=rep.representative_docs,
+        theme=topic.theme,
+    )
+
+
+def job_scores(result: PipelineResult, params: JobParams) -> dict:
+    """What the job page and API show to compare runs: the scores, and which assignment they describe."""
+    scores = result.scores.as_dict() if result.scores else {}
+    before = float((result.original_doc_topics < 0).mean()) if len(result.original_doc_topics) else 0.0
+    return scores | {
+        "assignment": "reduced" if params.reduce_outliers else "original",
+        "outlier_share_before_reduction": round(before, 4),
+        "outliers_reassigned": int(((result.original_doc_topics < 0) & (result.doc_topics >= 0)).sum()),
+    }
+
+
+def record_failure(factory: sessionmaker[Session], fail: Callable[[Session, str], None], logger: logging.Logger,
+                   what: str) -> str:
+    """Log the exception being handled, store the user-safe message through ``fail`` and return "failed".
+    Call it inside ``except``."""
+    logger.exception("%s", what)
+    with transaction(factory) as session:
+        fail(session, USER_SAFE_ERROR)
+    return "failed"
+
