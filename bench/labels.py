@@ -88,6 +88,21 @@ def recipe_prompt(tokenizer) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
+def recipe_generation(settings: Settings):
+    """BERTopic's TextGeneration as the recipe builds it, on ``settings``' LLM through a transformers pipeline:
+    one call per topic, its 5 most representative documents whole, up to 500 new tokens, repetition penalty
+    1.1, greedy. Returns (the HFLabeler holding the model and tokenizer, the TextGeneration)."""
+    from bertopic.representation import TextGeneration
+    from transformers import pipeline
+
+    from worker.labeling.hf import HFLabeler
+
+    hf = HFLabeler.load(settings)
+    generator = pipeline("text-generation", model=hf.model, tokenizer=hf.tokenizer,
+                         max_new_tokens=500, repetition_penalty=1.1, do_sample=False)
+    return hf, TextGeneration(generator, prompt=recipe_prompt(hf.tokenizer), nr_docs=5)
+
+
 def arguments(**defaults) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", default="python_docs", choices=["news_sections", "python_docs"])
@@ -165,11 +180,7 @@ def main(args: argparse.Namespace | None = None) -> None:
     args = args or arguments()
     if args.worker_row:
         return worker_row(args.worker_row)
-    from bertopic.representation import TextGeneration
-    from transformers import pipeline
-
     from worker.labeling import bundled
-    from worker.labeling.hf import HFLabeler
     from worker.models import load_embedder
 
     overrides = {"llm_quantization": args.quantization, "device": args.device}
@@ -195,10 +206,7 @@ def main(args: argparse.Namespace | None = None) -> None:
 
     rows: dict[str, tuple[float, float]] = {}  # name -> (s/label, peak RSS GiB)
     labels: dict[str, list[str]] = {}
-    hf = HFLabeler.load(Settings(_env_file=None, **overrides, llm_backend="transformers"))
-    generator = pipeline("text-generation", model=hf.model, tokenizer=hf.tokenizer,
-                         max_new_tokens=500, repetition_penalty=1.1, do_sample=False)
-    recipe = TextGeneration(generator, prompt=recipe_prompt(hf.tokenizer), nr_docs=5)
+    hf, recipe = recipe_generation(Settings(_env_file=None, **overrides, llm_backend="transformers"))
 
     k = args.recipe_topics or n
     recipe_topics = {t: keyword_topics[t] for t in sorted(keyword_topics)[:k]}
@@ -210,7 +218,7 @@ def main(args: argparse.Namespace | None = None) -> None:
     name_a, name_b = "(a) TextGeneration (recipe)", f"(b) transformers {hf.model.dtype}".replace("torch.", "")
     labels[name_a], *rows[name_a] = timed(run_recipe, k)
     labels[name_b], *rows[name_b] = timed(lambda: label_texts(inputs, hf, budget, docs), n)
-    hf = generator = recipe = None  # free the transformers model before the llama.cpp rows
+    hf = recipe = None  # free the transformers model before the llama.cpp rows
 
     cpp = None
     if args.llama_cpp:

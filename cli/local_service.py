@@ -56,7 +56,7 @@ class LocalService:
         return requests.post(self.base + path, timeout=120, **kwargs)
 
     def wait_ready(self, timeout: float = 300) -> None:
-        self.wait_until(lambda: self.get("/healthz").json()["worker_ready"], timeout, "the worker to load its models")
+        self.wait_until(lambda: self.get("/healthz").json()["worker_ready"], timeout, "the workers to load their models")
 
     def stop(self, grace: float = 60) -> bool:
         """SIGTERM to the whole process group, as Ctrl-C in a terminal; True if nothing it started survived."""

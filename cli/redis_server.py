@@ -62,11 +62,11 @@ def _answers_as(process: subprocess.Popen, port: int, deadline: float) -> bool:
     return False
 
 
-def start_redis(workdir: Path, timeout: float = 10) -> RedisServer:
-    """Start redis-server on a free loopback port and wait until it answers PING."""
+def start_redis(workdir: Path, timeout: float = 10, port: int | None = None) -> RedisServer:
+    """Start redis-server on a free loopback port (or ``port``) and wait until it answers PING."""
     workdir.mkdir(parents=True, exist_ok=True)
     for _attempt in range(3):  # a port taken between choosing and binding: pick another
-        port = free_port()
+        port = port or free_port()
         process = subprocess.Popen(
             [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(workdir), "--logfile", str(workdir / "redis.log")],

@@ -16,6 +16,8 @@ def _as_utc(value: datetime) -> datetime:
 UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 FINISHED = ("succeeded", "failed", "cancelled")
+Priority = Annotated[int, Field(ge=-10, le=10, description="Higher runs first: a job's ready stages are taken before "
+                                "those of lower-priority jobs; equal priorities go in the order they became ready.")]
 
 
 DEFAULT_OUTLIER_THRESHOLD = 0.3
@@ -91,6 +93,28 @@ class JobCreate(BaseModel):
     name: str | None = Field(None, max_length=200)
     documents: list[str | DocumentIn]
     params: JobParams = Field(default_factory=JobParams)
+    priority: Priority = 0
+
+
+class FormOptions(BaseModel):
+    """Fields of a form submission (the HTML form, a multipart request) besides its documents and params."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    priority: Priority = 0
+
+
+class StagePublic(BaseModel):
+    """One stage a job has reached (``shared.work.stage_times``)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    stage: str  # embed, cluster, label, save
+    status: Literal["waiting", "running", "done"]
+    chunks_done: int
+    chunks: int  # known so far: later chunks appear as earlier ones finish
+    seconds: float  # summed over its finished chunks
+    worker: str | None  # the worker on it now, else the last one that ran it
 
 
 class JobPublic(BaseModel):
@@ -110,6 +134,35 @@ class JobPublic(BaseModel):
     started_at: UtcDatetime | None
     finished_at: UtcDatetime | None
     params: dict[str, Any]
+    priority: int
+    attempts: int  # workers that died while running it
+    # Not columns of the row: ``web.api.job_public`` fills them from the job's work items.
+    worker: str | None = None  # the worker on its running stage, if one is
+    stages: list[StagePublic] = []
+
+
+class WorkerPublic(BaseModel):
+    """A worker's published state (``shared.queue.worker_states``); fields a starting worker has not set yet are
+    null or empty."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    hostname: str
+    ready: bool = False
+    status: str | None = None  # starting, loading models, ready, busy
+    queues: list[str] = []  # work kinds it takes: gpu, cpu
+    device: str | None = None  # cpu, cuda
+    models: list[str] = []  # the models it has loaded
+    labels: dict[str, Any] | None = None  # its labeller (backend, device, dtype, reason); accelerator workers only
+    embeddings: str | None = None  # its embedding backend
+    memory_bytes: int | None = Field(None, validation_alias="rss_bytes")  # resident memory of its process
+    job: str | None = None  # the job it is working on
+    stage: str | None = None  # and that job's stage
+    seen_at: UtcDatetime  # its last report
+
+
+class WorkersPublic(BaseModel):
+    workers: list[WorkerPublic]
 
 
 class TopicPublic(BaseModel):

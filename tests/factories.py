@@ -2,45 +2,53 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import numpy as np
 from kombu import Connection
+from sqlalchemy import update
 
-from shared import jobs
+from shared import jobs, work
 from shared.db import transaction
-from shared.queue import JOB_QUEUE
+from shared.models import Job, WorkItem, utcnow
+from shared.queue import QUEUES
 
 
-def drain_queue(settings, task_name: str) -> list[str]:
-    """The ids waiting in the Redis queue, read the way a worker receives them; each must be a ``task_name``."""
-    ids = []
+def drain_queue(settings, task_name: str, kind: str = "gpu") -> list[str]:
+    """The first argument of each message waiting in the ``kind`` queue, read the way a worker receives them
+    (a doorbell's is the kind it rings for, a re-label's the run id); each must be a ``task_name``."""
+    args = []
     with Connection(settings.redis_url) as conn:
-        queue = conn.SimpleQueue(JOB_QUEUE)
+        queue = conn.SimpleQueue(QUEUES[kind])
         while True:
             try:
                 message = queue.get(block=False)
             except queue.Empty:
                 break
             assert message.headers["task"] == task_name
-            ids.append(message.payload[0][0])
+            args.append(message.payload[0][0])
             message.ack()
         queue.close()
-    return ids
+    return args
 
 
-def make_job(sessions, texts: list[str] | None = None, params: dict | None = None, name: str = "test job") -> str:
+def make_job(sessions, texts: list[str] | None = None, params: dict | None = None, name: str = "test job",
+             priority: int = 0) -> str:
     texts = texts or [f"document number {i} about topic {i % 3}" for i in range(30)]
     with transaction(sessions) as session:
-        job = jobs.create_job(session, name=name, documents=[(t, None) for t in texts], params=params or {})
+        job = jobs.create_job(session, name=name, documents=[(t, None) for t in texts], params=params or {},
+                              priority=priority)
         return job.id
 
 
 def make_finished_job(sessions, label: str = "A label", n_docs: int = 30) -> str:
     job_id = make_job(sessions, [f"doc {i} text" for i in range(n_docs)])
     topic_ids = np.array([i % 3 - 1 for i in range(n_docs)], dtype=np.int32)  # -1, 0, 1
+    # As if workers had run its four stages (not through work.claim, which takes the fairest ready item of any job).
     with transaction(sessions) as session:
-        assert jobs.claim(session, job_id, timedelta(minutes=1))
+        for stage in work.STAGES:
+            work.add_item(session, job_id, stage)
+        session.execute(update(WorkItem).where(WorkItem.job_id == job_id)
+                        .values(status="done", seconds=1.0, worker="test-worker"))
+        session.execute(update(Job).where(Job.id == job_id).values(status="running", started_at=utcnow()))
     with transaction(sessions) as session:
         assert jobs.finish(
             session,

@@ -2,18 +2,33 @@
 
 import io
 import json
+import threading
+import time
+from datetime import datetime
 
 import pytest
+from sqlalchemy import func, select, update
 
-from shared import jobs
-from shared.queue import RUN_JOB
+from shared import jobs, label_runs, work
+from shared.db import transaction
+from shared.models import Document, JobArray, LabelRun, Theme, Topic, WorkItem
+from shared.queue import RELABEL, WORK, publish_worker_state
+from shared.storage import LocalArtifactStore, job_prefix
 from tests.factories import drain_queue, make_finished_job, make_job
 
 DOCS = [f"document {i} about {'cats and dogs' if i % 2 else 'stocks and bonds'}" for i in range(12)]
 
 
-def queued_job_ids(settings) -> list[str]:
-    return drain_queue(settings, RUN_JOB)
+def doorbells(settings) -> list[str]:
+    """The kinds the waiting doorbells ring for (a submit rings one on the accelerator queue)."""
+    return drain_queue(settings, WORK)
+
+
+def work_items(sessions, job_id: str) -> list[tuple]:
+    """A job's work items as ``(stage, chunk, queue, status)``, in the order they were made."""
+    with sessions() as session:
+        items = session.scalars(select(WorkItem).where(WorkItem.job_id == job_id).order_by(WorkItem.id))
+        return [(i.stage, i.chunk, i.queue, i.status) for i in items]
 
 
 def assert_error(response, status: int, code: str, fragment: str = ""):
@@ -25,7 +40,7 @@ def assert_error(response, status: int, code: str, fragment: str = ""):
     assert "\n" not in body["error"]["message"]
 
 
-def test_submitting_json_stores_the_job_and_queues_its_id(client, settings, sessions):
+def test_submitting_json_stores_the_job_with_its_first_stage_ready_and_rings(client, settings, sessions):
     response = client.post(
         "/api/v1/jobs",
         json={"name": "pets", "documents": DOCS[:-1] + [{"text": DOCS[-1], "title": "last"}],
@@ -40,7 +55,12 @@ def test_submitting_json_stores_the_job_and_queues_its_id(client, settings, sess
     assert response.headers["Location"] == f"/api/v1/jobs/{body['id']}"
     with sessions() as session:
         assert jobs.load_documents(session, body["id"]) == DOCS
-    assert queued_job_ids(settings) == [body["id"]]
+    assert body["priority"] == 0 and body["attempts"] == 0 and body["worker"] is None
+    assert body["stages"] == [
+        {"stage": "embed", "status": "waiting", "chunks_done": 0, "chunks": 1, "seconds": 0.0, "worker": None}
+    ]
+    assert work_items(sessions, body["id"]) == [("embed", 0, "gpu", "ready")]
+    assert doorbells(settings) == ["gpu"]
     assert client.get(f"/api/v1/jobs/{body['id']}").get_json() == body
 
 
@@ -65,7 +85,8 @@ def test_uploading_a_file_stores_its_documents_in_order(client, settings, sessio
     assert body["params"]["generate_labels"] is False
     with sessions() as session:
         assert jobs.load_documents(session, body["id"]) == DOCS
-    assert queued_job_ids(settings) == [body["id"]]
+    assert work_items(sessions, body["id"]) == [("embed", 0, "gpu", "ready")]
+    assert doorbells(settings) == ["gpu"]
 
 
 @pytest.mark.parametrize(
@@ -83,14 +104,21 @@ def test_uploading_a_file_stores_its_documents_in_order(client, settings, sessio
         ({"data": {"name": "x"}, "content_type": "multipart/form-data"}, 400, "missing_file", "'file'"),
         ({"upload": (b"%PDF", "a.pdf")}, 400, "bad_corpus", ".pdf"),
         ({"upload": (b"\xff\xfe", "a.txt")}, 400, "bad_corpus", "UTF-8"),
+        ({"json": {"documents": DOCS, "priority": 11}}, 400, "invalid_request", "priority"),
+        ({"json": {"documents": DOCS, "priority": -11}}, 400, "invalid_request", "priority"),
+        ({"json": {"documents": DOCS, "priority": "urgent"}}, 400, "invalid_request", "priority"),
+        ({"json": {"documents": DOCS, "priority": 1.5}}, 400, "invalid_request", "priority"),
+        ({"upload": (b"\n".join(d.encode() for d in DOCS), "a.txt"), "priority": "high"}, 400, "invalid_request",
+         "priority"),
     ],
 )
 def test_bad_submissions_get_a_one_line_4xx_and_queue_nothing(client, settings, sessions, kwargs, status, code, fragment):
     if "upload" in kwargs:  # a fresh file object per run: the test client closes the one it sends
         content, filename = kwargs["upload"]
-        kwargs = {"data": {"file": (io.BytesIO(content), filename)}, "content_type": "multipart/form-data"}
+        fields = {k: v for k, v in kwargs.items() if k != "upload"}
+        kwargs = {"data": {"file": (io.BytesIO(content), filename), **fields}, "content_type": "multipart/form-data"}
     assert_error(client.post("/api/v1/jobs", **kwargs), status, code, fragment)
-    assert queued_job_ids(settings) == []
+    assert doorbells(settings) == []
     with sessions() as session:
         assert jobs.count_jobs(session) == 0
 
@@ -190,3 +218,146 @@ def test_healthz_is_503_when_redis_is_down(settings, make_app):
     response = app.test_client().get("/healthz")
     assert response.status_code == 503
     assert response.get_json()["redis"].startswith("error")
+
+
+def test_priority_is_stored_and_a_higher_one_runs_first(client, sessions):
+    upload = {"file": (io.BytesIO("\n".join(DOCS).encode()), "docs.txt"), "priority": "-3"}
+    low = client.post("/api/v1/jobs", data=upload, content_type="multipart/form-data").get_json()
+    high = client.post("/api/v1/jobs", json={"documents": DOCS, "priority": 7}).get_json()
+    assert (low["priority"], high["priority"]) == (-3, 7)
+    listing = client.get("/api/v1/jobs").get_json()["jobs"]
+    assert {j["id"]: j["priority"] for j in listing} == {low["id"]: -3, high["id"]: 7}
+    with transaction(sessions) as session:  # a worker asks for work: the later, higher-priority job comes first
+        assert [item.job_id for item in work.claim(session, "gpu", "gpu@box")] == [high["id"]]
+    assert client.get(f"/api/v1/jobs/{high['id']}").get_json()["status"] == "running"
+    assert client.get(f"/api/v1/jobs/{low['id']}").get_json()["status"] == "queued"
+
+
+def test_a_jobs_json_shows_its_worker_its_attempts_and_the_time_of_each_stage(client, sessions):
+    job_id = make_job(sessions)
+    with transaction(sessions) as session:
+        work.claim(session, "gpu", "gpu@a")
+    job = client.get(f"/api/v1/jobs/{job_id}").get_json()
+    assert job["status"] == "running" and job["worker"] == "gpu@a" and job["attempts"] == 0
+    assert job["stages"] == [
+        {"stage": "embed", "status": "running", "chunks_done": 0, "chunks": 1, "seconds": 0.0, "worker": "gpu@a"}
+    ]
+
+    with transaction(sessions) as session:  # the worker dies under it; another one takes the item over
+        work.release(session, worker="gpu@a", died=True)
+        [item] = work.claim(session, "gpu", "gpu@b")
+    job = client.get(f"/api/v1/jobs/{job_id}").get_json()
+    assert job["attempts"] == 1 and job["worker"] == "gpu@b"
+
+    with transaction(sessions) as session:  # embedding done in 12.5 s; clustering waits for a CPU worker
+        session.execute(update(WorkItem).where(WorkItem.id == item.id).values(status="done", seconds=12.5))
+        work.add_item(session, job_id, "cluster")
+    job = client.get(f"/api/v1/jobs/{job_id}").get_json()
+    assert job["worker"] is None
+    assert job["stages"] == [
+        {"stage": "embed", "status": "done", "chunks_done": 1, "chunks": 1, "seconds": 12.5, "worker": "gpu@b"},
+        {"stage": "cluster", "status": "waiting", "chunks_done": 0, "chunks": 1, "seconds": 0.0, "worker": None},
+    ]
+
+
+def test_deleting_a_finished_job_removes_its_rows_and_its_artifacts(client, settings, sessions):
+    job_id, other = make_finished_job(sessions), make_finished_job(sessions)
+    store = LocalArtifactStore(settings.data_dir / "artifacts")
+    store.put(job_prefix(job_id) + "embed/0.npy", b"its vectors")
+    store.put(job_prefix(other) + "embed/0.npy", b"the other job's vectors")
+    assert client.post(f"/api/v1/jobs/{job_id}/labels", json={}).status_code == 202  # a re-label run to go too
+
+    response = client.delete(f"/api/v1/jobs/{job_id}")
+    assert response.status_code == 204 and response.get_data() == b""
+    assert_error(client.get(f"/api/v1/jobs/{job_id}"), 404, "not_found")
+    assert_error(client.delete(f"/api/v1/jobs/{job_id}"), 404, "not_found")
+    assert [j["id"] for j in client.get("/api/v1/jobs").get_json()["jobs"]] == [other]
+    with sessions() as session:
+        left = {t.__tablename__: session.scalar(select(func.count()).select_from(t).where(t.job_id == job_id))
+                for t in (Document, Topic, Theme, JobArray, WorkItem, LabelRun)}
+    assert set(left.values()) == {0}, left
+    assert not (settings.data_dir / "artifacts" / job_prefix(job_id)).exists()
+    assert store.get(job_prefix(other) + "embed/0.npy") == b"the other job's vectors"
+
+
+def test_a_queued_or_running_job_is_deleted_only_once_cancelled(client, sessions):
+    job_id = make_job(sessions)
+    assert_error(client.delete(f"/api/v1/jobs/{job_id}"), 409, "not_finished", "is queued; cancel it first")
+    with transaction(sessions) as session:
+        work.claim(session, "gpu", "gpu@box")
+    assert_error(client.delete(f"/api/v1/jobs/{job_id}"), 409, "not_finished", "is running; cancel it first")
+    assert client.get(f"/api/v1/jobs/{job_id}").status_code == 200
+    assert client.post(f"/api/v1/jobs/{job_id}/cancel").status_code == 200
+    assert client.delete(f"/api/v1/jobs/{job_id}").status_code == 204
+    assert_error(client.delete("/api/v1/jobs/nope"), 404, "not_found", "no job with id nope")
+
+
+GPU_WORKER = {
+    "ready": True, "status": "busy", "queues": ["gpu"], "device": "cuda",
+    "labels": {"backend": "transformers", "device": "cuda", "dtype": "bfloat16", "reason": "a CUDA device"},
+    "embeddings": "torch", "models": ["all-MiniLM-L6-v2", "Qwen2.5-1.5B-Instruct"], "rss_bytes": 3_500_000_000,
+    "job": "3f2c4f55", "stage": "label", "pid": 4242,
+}
+
+
+def test_workers_lists_what_each_worker_published(client, redis_client):
+    assert client.get("/api/v1/workers").get_json() == {"workers": []}
+    publish_worker_state(redis_client, "gpu@box", GPU_WORKER, ttl_seconds=5)
+    publish_worker_state(redis_client, "cpu@box", {"ready": False, "status": "starting", "queues": ["cpu"]}, 5)
+    workers = client.get("/api/v1/workers").get_json()["workers"]
+    assert [w["hostname"] for w in workers] == ["cpu@box", "gpu@box"]
+    starting, gpu = workers
+    seen_at = datetime.fromisoformat(gpu.pop("seen_at"))
+    assert seen_at.tzinfo is not None and abs(seen_at.timestamp() - time.time()) < 60
+    assert gpu == {
+        "hostname": "gpu@box", "ready": True, "status": "busy", "queues": ["gpu"], "device": "cuda",
+        "models": GPU_WORKER["models"], "labels": GPU_WORKER["labels"], "embeddings": "torch",
+        "memory_bytes": 3_500_000_000, "job": "3f2c4f55", "stage": "label",
+    }
+    assert starting["status"] == "starting" and starting["models"] == [] and starting["memory_bytes"] is None
+
+
+def test_workers_is_503_when_redis_is_down(settings, make_app):
+    app = make_app(settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"}))
+    assert_error(app.test_client().get("/api/v1/workers"), 503, "redis_unavailable", "Redis did not answer")
+
+
+def test_two_relabel_requests_at_the_same_moment_make_exactly_one_run(app, settings, sessions):
+    job_id = make_finished_job(sessions)
+    start = threading.Barrier(2)
+    responses = []
+
+    def relabel():
+        client = app.test_client()
+        start.wait(timeout=10)
+        responses.append(client.post(f"/api/v1/jobs/{job_id}/labels", json={}))
+
+    threads = [threading.Thread(target=relabel) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(r.status_code for r in responses) == [202, 409]
+    won = next(r for r in responses if r.status_code == 202).get_json()
+    assert_error(next(r for r in responses if r.status_code == 409), 409, "relabel_in_progress")
+    with sessions() as session:
+        active = session.scalars(
+            select(LabelRun.id).where(LabelRun.job_id == job_id, LabelRun.status.in_(("queued", "running")))
+        ).all()
+    assert active == [won["id"]]
+    assert drain_queue(settings, RELABEL) == [won["id"]]
+
+
+def test_a_relabel_the_in_progress_check_missed_is_refused_by_the_database(client, sessions, monkeypatch):
+    """The race above, made certain: the check sees no run, and the one-active-run index refuses the insert."""
+    job_id = make_finished_job(sessions)
+    first = client.post(f"/api/v1/jobs/{job_id}/labels", json={}).get_json()
+    real_check, checks = label_runs.active_run, []
+
+    def misses_once(session, job):
+        checks.append(job)
+        return None if len(checks) == 1 else real_check(session, job)
+
+    monkeypatch.setattr(label_runs, "active_run", misses_once)
+    assert_error(client.post(f"/api/v1/jobs/{job_id}/labels", json={}), 409, "relabel_in_progress")
+    assert [r["id"] for r in client.get(f"/api/v1/jobs/{job_id}/labels").get_json()["runs"]] == [first["id"]]

@@ -31,7 +31,11 @@ def test_submit_watch_and_browse_llm_labelled_topics(env, tmp_path):
     try:
         service.wait_ready()
         # The worker says which label backend it chose for this CPU, and why.
-        (worker,) = service.get("/healthz").json()["workers"]
+        # `make run` starts one worker per queue; the accelerator one labels, the CPU one loads no LLM.
+        workers = {tuple(w["queues"]): w for w in service.get("/healthz").json()["workers"]}
+        assert set(workers) == {("gpu",), ("cpu",)}, workers
+        worker = workers[("gpu",)]
+        assert "labels" not in workers[("cpu",)] and workers[("cpu",)]["llm"] is None
         expected = "transformers" if cpu_has_amx() else "llama.cpp"
         assert worker["labels"]["backend"] == expected and worker["labels"]["reason"], worker
         # A pinned topic size keeps the job to about ten topics (the default finds about 17 here): enough for

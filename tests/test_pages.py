@@ -2,6 +2,8 @@
 
 import re
 
+from shared import work
+from shared.db import transaction
 from tests.factories import make_finished_job, make_job
 
 DOCS = "\n".join(f"document {i} about gardening and tomatoes" for i in range(8))
@@ -13,6 +15,15 @@ def test_form_submission_lands_on_the_job_page(client):
     page = client.get(response.headers["Location"]).get_data(as_text=True)
     assert "garden" in page and "8 documents" in page
     assert 'id="bar"' in page and "queued" in page
+
+
+def test_the_form_takes_a_priority_and_refuses_one_out_of_range(client):
+    response = client.post("/jobs", data={"text": DOCS, "priority": "4"})
+    assert response.status_code == 303
+    assert "priority 4" in client.get(response.headers["Location"]).get_data(as_text=True)
+    response = client.post("/jobs", data={"text": DOCS, "priority": "11"})
+    assert response.status_code == 400
+    assert "priority: Input should be less than or equal to 10" in response.get_data(as_text=True)
 
 
 def test_a_pasted_corpus_larger_than_flasks_form_default_is_accepted(client, sessions):
@@ -53,3 +64,35 @@ def test_unknown_job_page_is_an_html_404(client):
     response = client.get("/jobs/does-not-exist")
     assert response.status_code == 404
     assert re.search(r"<h1>Error 404</h1>", response.get_data(as_text=True))
+
+
+def test_a_running_job_page_shows_its_worker_and_stages(client, sessions):
+    job_id = make_job(sessions)
+    assert 'id="worker">waiting for one<' in client.get(f"/jobs/{job_id}").get_data(as_text=True)
+    with transaction(sessions) as session:
+        work.claim(session, "gpu", "gpu@box")
+    page = client.get(f"/jobs/{job_id}").get_data(as_text=True)
+    assert 'id="worker">gpu@box<' in page
+    rows = re.findall(r"<tr>\s*<td>(\w+)</td>.*?status-(\w+).*?<td>(\d+ / \d+)</td>", page, flags=re.DOTALL)
+    assert rows == [("embed", "running", "0 / 1")]
+    assert "Delete job" not in page
+
+
+def test_a_finished_job_page_shows_its_stage_times_and_deletes_the_job(client, sessions):
+    job_id = make_finished_job(sessions)
+    page = client.get(f"/jobs/{job_id}").get_data(as_text=True)
+    stages = re.search(r'<table id="stages".*?</table>', page, flags=re.DOTALL).group(0)
+    assert re.findall(r"<td>(\w+)</td>", stages) == ["embed", "cluster", "label", "save"]
+    assert stages.count("<td>1 / 1</td>") == 4 and stages.count("<td>1.0</td>") == 4 and "test-worker" in stages
+    response = client.post(f"/jobs/{job_id}/delete")
+    assert response.status_code == 303 and response.headers["Location"] == "/"
+    assert client.get(f"/jobs/{job_id}").status_code == 404
+    assert job_id not in client.get("/").get_data(as_text=True)
+
+
+def test_deleting_a_queued_job_from_its_page_says_to_cancel_it_first(client, sessions):
+    job_id = make_job(sessions)
+    response = client.post(f"/jobs/{job_id}/delete")
+    assert response.status_code == 409
+    assert "cancel it first" in response.get_data(as_text=True)
+    assert client.get(f"/jobs/{job_id}").status_code == 200

@@ -81,7 +81,7 @@ def test_an_orphaned_relabel_is_requeued_and_a_late_finish_changes_nothing(setti
 
     from sqlalchemy import update
 
-    from cli.supervisor import recover_jobs
+    from cli.supervisor import sweep_once
     from shared.db import transaction
     from shared.models import LabelRun, utcnow
 
@@ -90,7 +90,7 @@ def test_an_orphaned_relabel_is_requeued_and_a_late_finish_changes_nothing(setti
         run_id = label_runs.create_run(session, job_id, None).id
         assert label_runs.claim_run(session, run_id, timedelta(minutes=1))
         session.execute(update(LabelRun).values(heartbeat_at=utcnow() - timedelta(minutes=5)))
-    assert recover_jobs(settings, timedelta(minutes=1)) == 1
+    assert sweep_once(settings, timedelta(minutes=1)).relabels == 1  # what `topicq recover` and the workers run
     assert queued_runs(settings) == [run_id]
     with transaction(sessions) as session:
         run = label_runs.get_run(session, run_id)

@@ -306,3 +306,23 @@ def _labels(runner, job_id):
     from worker import artifacts
 
     return artifacts.get_labels(runner.store, job_id, 1)
+
+
+def test_a_cancel_check_between_umap_epochs_stops_the_fit():
+    """UMAP has no callback: its epoch bar's refreshes call the check, whose exception ends the fit."""
+    from worker.pipeline.reduce import fit_umap
+    from worker.stages import JobCancelled
+
+    vectors = np.random.default_rng(0).normal(size=(200, 16)).astype(np.float32)
+    calls = []
+
+    def check():
+        calls.append(True)
+        raise JobCancelled("cancelled while reducing")
+
+    with pytest.raises(JobCancelled):
+        fit_umap(vectors, check=check)
+    assert len(calls) == 1
+    _, reduced = fit_umap(vectors, check=lambda: None)  # a check that passes changes nothing
+    _, unchecked = fit_umap(vectors)
+    assert np.array_equal(reduced, unchecked)

@@ -7,12 +7,15 @@ import io
 import json
 import logging
 
+import redis
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
-from shared import jobs, label_runs
+from shared import jobs, label_runs, work
+from shared.models import Job
 from shared.prompts import validate_template
-from shared.queue import enqueue_relabel, redis_client, worker_states
+from shared.queue import QUEUES, enqueue_relabel, redis_client, worker_states
 from shared.schemas import (
     DocumentResult,
     DocumentsPublic,
@@ -20,11 +23,15 @@ from shared.schemas import (
     JobPublic,
     LabelRunPublic,
     RelabelCreate,
+    StagePublic,
     ThemePublic,
     ThemesPublic,
     TopicPublic,
     TopicsPublic,
+    WorkerPublic,
+    WorkersPublic,
 )
+from shared.storage import job_prefix
 from web import context, submit
 from web.errors import ApiError
 
@@ -49,8 +56,18 @@ def succeeded_job_or_409(job_id: str, what: str):
     return job
 
 
-def job_json(job) -> dict:
-    return JobPublic.model_validate(job).model_dump(mode="json")
+def job_public(job: Job) -> JobPublic:
+    """A job as the API and its page show it: its row, its stages so far, and the worker on its running stage."""
+    stages = work.stage_times(context.db(), job.id)
+    # The running stage's worker is the one on its running item (``work.running_item``), without a second query.
+    worker = next((s.worker for s in stages if s.status == "running"), None)
+    return JobPublic.model_validate(job).model_copy(
+        update={"worker": worker, "stages": [StagePublic.model_validate(s) for s in stages]}
+    )
+
+
+def job_json(job: Job) -> dict:
+    return job_public(job).model_dump(mode="json")
 
 
 def json_object() -> dict:
@@ -68,14 +85,15 @@ def json_object() -> dict:
 def create_job():
     if request.mimetype == "application/json":
         payload = JobCreate.model_validate(json_object())
-        job = submit.submit(payload.name, submit.docs_from_json(payload), payload.params)
+        job = submit.submit(payload.name, submit.docs_from_json(payload), payload.params, payload.priority)
     elif request.mimetype == "multipart/form-data":
         upload = request.files.get("file")
         if upload is None or not upload.filename:
             raise ApiError(400, "missing_file", "multipart requests need a 'file' field")
         params = submit.params_from_form(request.form)
+        priority = submit.priority_from_form(request.form)
         docs = submit.docs_from_form(request.form, upload)
-        job = submit.submit(submit.name_from(request.form, upload), docs, params)
+        job = submit.submit(submit.name_from(request.form, upload), docs, params, priority)
     else:
         raise ApiError(415, "unsupported_media_type", "send application/json or multipart/form-data")
     return jsonify(job_json(job)), 202, {"Location": f"{API}/jobs/{job.id}"}
@@ -106,6 +124,36 @@ def cancel_job(job_id: str):
         raise ApiError(409, "not_cancellable", f"job {job_id} is {job.status}; only queued or running jobs can be cancelled")
     session.refresh(job)
     return jsonify(job_json(job))
+
+
+def remove_job(job_id: str) -> None:
+    """Delete a finished job: its rows in one transaction, then its artifacts. 404 for an unknown job, 409 for
+    one still queued or running."""
+    session = context.db()
+    job = job_or_404(job_id)
+    status = job.status
+    if not jobs.delete_job(session, job_id):
+        raise ApiError(409, "not_finished", f"job {job_id} is {status}; cancel it first, then delete it")
+    session.commit()
+    # After the commit: a failure here leaves unreachable files, never a job whose artifacts are gone.
+    context.store().delete_prefix(job_prefix(job_id))
+
+
+@bp.delete(f"{API}/jobs/<job_id>")
+def delete_job(job_id: str):
+    remove_job(job_id)
+    return "", 204
+
+
+@bp.get(f"{API}/workers")
+def list_workers():
+    try:
+        states = worker_states(redis_client(context.settings()))
+    except redis.RedisError as exc:
+        message = f"Redis did not answer ({type(exc).__name__}); the workers report their state there"
+        raise ApiError(503, "redis_unavailable", message) from None
+    workers = [WorkerPublic.model_validate(state) for state in states]
+    return jsonify(WorkersPublic(workers=workers).model_dump(mode="json"))
 
 
 def topics_payload(job_id: str) -> TopicsPublic:
@@ -207,10 +255,18 @@ def start_relabel(job_id: str, prompt: str | None):
     prompt = (prompt or "").strip() or None
     if prompt is not None and (problem := validate_template(prompt)):
         raise ApiError(400, "invalid_prompt", problem)
+    in_progress = ApiError(409, "relabel_in_progress", f"job {job_id} is being re-labelled already")
     if label_runs.active_run(session, job_id) is not None:
-        raise ApiError(409, "relabel_in_progress", f"job {job_id} is being re-labelled already")
-    run = label_runs.create_run(session, job_id, prompt)
-    session.commit()  # commit first, then queue
+        raise in_progress
+    try:
+        run = label_runs.create_run(session, job_id, prompt)
+        session.commit()  # commit first, then queue
+    except IntegrityError:
+        # A simultaneous request's run came in between the check and the insert: the one-active-run index refused.
+        session.rollback()
+        if label_runs.active_run(session, job_id) is None:
+            raise  # some other constraint (the job was deleted meanwhile, say)
+        raise in_progress from None
     try:
         enqueue_relabel(context.celery(), run.id)
     except Exception:
@@ -252,7 +308,9 @@ def healthz():
         checks["redis"] = f"error: {type(exc).__name__}"
         workers = []
     checks["workers"] = workers
-    checks["worker_ready"] = any(w.get("ready") for w in workers)
+    # Ready: a job can run end to end, i.e. a ready worker serves each queue (accelerator and CPU).
+    serving = {q for w in workers if w.get("ready") for q in w.get("queues") or QUEUES}
+    checks["worker_ready"] = set(QUEUES) <= serving
     healthy = checks["database"] == "ok" and checks["redis"] == "ok"
     checks["status"] = "ok" if healthy else "unavailable"
     return jsonify(checks), 200 if healthy else 503

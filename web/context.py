@@ -1,4 +1,4 @@
-"""Per-request access to the app's settings, database session and queue."""
+"""Per-request access to the app's settings, database session, queue and artifact store."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from flask import current_app, g
 from sqlalchemy.orm import Session
 
 from shared.settings import Settings
+from shared.storage import ArtifactStore, LocalArtifactStore
 
 
 def settings() -> Settings:
@@ -15,6 +16,11 @@ def settings() -> Settings:
 
 def celery() -> Celery:
     return current_app.extensions["topicq"]["celery"]
+
+
+def store() -> ArtifactStore:
+    """The artifact store the workers write to (the same directory as theirs)."""
+    return LocalArtifactStore(settings().data_dir / "artifacts")
 
 
 def db() -> Session:

@@ -9,7 +9,7 @@ from shared import corpus, jobs, label_runs
 from shared.prompts import MAIN_PROMPT
 from shared.schemas import JobParams
 from web import context, submit
-from web.api import job_or_404, start_relabel, topics_payload
+from web.api import job_or_404, job_public, remove_job, start_relabel, topics_payload
 from web.errors import validation_message
 
 bp = Blueprint("pages", __name__)
@@ -24,9 +24,10 @@ def index():
 def create_job():
     try:
         params = submit.params_from_form(request.form)
+        priority = submit.priority_from_form(request.form)
         upload = request.files.get("file")
         docs = submit.docs_from_form(request.form, upload)
-        job = submit.submit(submit.name_from(request.form, upload), docs, params)
+        job = submit.submit(submit.name_from(request.form, upload), docs, params, priority)
     except (corpus.CorpusError, ValidationError) as exc:
         message = validation_message(exc) if isinstance(exc, ValidationError) else str(exc)
         return (
@@ -45,7 +46,8 @@ def job_page(job_id: str):
     runs = label_runs.runs_of(context.db(), job_id)
     themes = jobs.themes_of(context.db(), job_id) if results else []
     return render_template(
-        "job.html", job=job, results=results, themes=themes, runs=runs, default_prompt=MAIN_PROMPT
+        "job.html", job=job, public=job_public(job), results=results, themes=themes, runs=runs,
+        default_prompt=MAIN_PROMPT,
     )
 
 
@@ -65,3 +67,9 @@ def cancel_job(job_id: str):
     jobs.cancel(session, job_id)
     session.commit()
     return redirect(url_for("pages.job_page", job_id=job_id), code=303)
+
+
+@bp.post("/jobs/<job_id>/delete")
+def delete_job(job_id: str):
+    remove_job(job_id)
+    return redirect(url_for("pages.index"), code=303)

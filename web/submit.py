@@ -10,8 +10,8 @@ from werkzeug.datastructures import FileStorage, MultiDict
 
 from shared import corpus, jobs
 from shared.models import Job
-from shared.queue import enqueue_job
-from shared.schemas import JobCreate, JobParams
+from shared.queue import ring
+from shared.schemas import FormOptions, JobCreate, JobParams
 from web import context
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,12 @@ def params_from_form(form: MultiDict) -> JobParams:
     return JobParams.model_validate(values)
 
 
+def priority_from_form(form: MultiDict) -> int:
+    """The ``priority`` field (-10..10); blank or absent: 0."""
+    given = (form.get("priority") or "").strip()
+    return FormOptions.model_validate({"priority": given} if given else {}).priority
+
+
 def docs_from_form(form: MultiDict, upload: FileStorage | None) -> list[corpus.Doc]:
     if upload is not None and upload.filename:
         return corpus.parse_file(
@@ -50,18 +56,18 @@ def docs_from_json(body: JobCreate) -> list[corpus.Doc]:
     return corpus.from_json_items(body.documents)
 
 
-def submit(name: str | None, docs: list[corpus.Doc], params: JobParams) -> Job:
+def submit(name: str | None, docs: list[corpus.Doc], params: JobParams, priority: int = 0) -> Job:
     settings = context.settings()
     name = corpus.without_nul(name) if name else name
     corpus.check_size(docs, settings.min_documents, settings.max_documents)
     session = context.db()
-    job = jobs.create_job(session, name=name, documents=docs, params=params.model_dump(mode="json"))
-    session.commit()  # commit first, then queue: a worker never sees an id it cannot find
+    job = jobs.create_job(session, name=name, documents=docs, params=params.model_dump(mode="json"), priority=priority)
+    session.commit()  # commit first, then ring: a worker never looks for work that is not there yet
     try:
-        enqueue_job(context.celery(), job.id)
+        ring(context.celery(), "gpu")
     except Exception:
-        # The job is committed; `topicq up` / `topicq recover` re-queue queued jobs when the queue is back.
-        log.exception("job %s is saved but could not be queued", job.id)
+        # The job and its first work item are committed: a worker's sweep rings for it once Redis is back.
+        log.warning("job %s is saved; Redis did not answer, so a worker's sweep will queue it", job.id)
     return job
 
 

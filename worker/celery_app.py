@@ -22,7 +22,7 @@ from celery import signals
 from shared import work
 from shared.db import make_engine, make_session_factory, transaction
 from shared.models import WorkItem
-from shared.queue import RELABEL, WORK, make_celery, publish_worker_state, redis_client
+from shared.queue import RELABEL, WORK, make_celery, publish_worker_state, redis_client, ring
 from shared.settings import get_settings
 from shared.storage import LocalArtifactStore
 from shared.sweep import sweep
@@ -73,6 +73,7 @@ def runner() -> StageRunner:
         chunking=Chunking(settings.embed_chunk_documents, settings.label_chunk_topics, settings.label_batch_jobs),
         heartbeat_seconds=settings.heartbeat_seconds,
         on_claim=_hold,
+        ring=lambda kind: ring(app, kind),
     )
 
 

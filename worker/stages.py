@@ -124,6 +124,7 @@ class StageRunner:
     chunking: Chunking = Chunking()
     heartbeat_seconds: float = 5.0
     on_claim: Callable[[list[WorkItem]], None] = lambda items: None  # what this worker holds now (empty: nothing)
+    ring: Callable[[str], None] = lambda queue: None  # tells the workers of a queue that an item is ready
 
     def run_next(self, queue: str) -> list[str]:
         """Claim and run the fairest ready item of ``queue`` (label items: a batch across jobs); returns one
@@ -301,7 +302,13 @@ class StageRunner:
 
     def _complete(self, item: WorkItem, started: float, then: list[tuple[str, int]]) -> bool:
         with transaction(self.factory) as session:
-            return work.complete(session, item, time.monotonic() - started, then)
+            done = work.complete(session, item, time.monotonic() - started, then)
+        for stage, _chunk in then if done else ():
+            try:
+                self.ring(work.QUEUE_OF[stage])
+            except Exception as exc:  # Redis away: the sweep rings for it
+                log.warning("could not ring the %s queue (%s); the sweep will", work.QUEUE_OF[stage], exc)
+        return done
 
     def _fail(self, job_id: str) -> None:
         try:

@@ -1,8 +1,26 @@
-// Polls the job until it finishes, moving the progress bar; then reloads into the results.
+// Polls the job until it finishes, moving the progress bar and showing its worker and stages; then reloads
+// into the results.
 (function () {
   const section = document.getElementById("progress");
   if (!section) return;
   const url = section.dataset.jobUrl;
+  function showStages(stages) {
+    const body = document.querySelector("#stages tbody");
+    if (!body) return;
+    body.replaceChildren(...stages.map(function (s) {
+      const row = document.createElement("tr");
+      const status = document.createElement("span");
+      status.className = "status status-" + s.status;
+      status.textContent = s.status;
+      const cells = [s.stage, status, s.chunks_done + " / " + s.chunks, s.seconds.toFixed(1), s.worker || ""];
+      cells.forEach(function (value) {
+        const cell = document.createElement("td");
+        cell.append(value);  // text, never markup
+        row.append(cell);
+      });
+      return row;
+    }));
+  }
   async function poll() {
     try {
       const response = await fetch(url, { headers: { Accept: "application/json" } });
@@ -13,6 +31,8 @@
         document.getElementById("stage").textContent = job.stage;
         document.getElementById("percent").textContent = Math.round(job.progress * 100);
         document.getElementById("bar").value = job.progress;
+        document.getElementById("worker").textContent = job.worker || "waiting for one";
+        showStages(job.stages);
         if (job.status !== "queued" && job.status !== "running") {
           window.location.reload();
           return;
