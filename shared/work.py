@@ -131,10 +131,14 @@ def complete(session: Session, item: WorkItem, seconds: float, then: Iterable[tu
     return True
 
 
-def release(session: Session, *, worker: str | None = None, token: str | None = None, died: bool) -> int:
-    """Put running items back to ready: a worker's (``worker``), or one claim's (``token``). ``died``: the worker
-    died under them, which counts against the job; a graceful stop does not. Returns how many."""
+def release(session: Session, *, worker: str | None = None, token: str | None = None, item_id: int | None = None,
+            died: bool) -> int:
+    """Put running items back to ready: a worker's (``worker``), one claim's (``token``), or one item of it
+    (``item_id`` too). ``died``: the worker died under them, which counts against the job; a graceful stop does
+    not. Returns how many."""
     query = select(WorkItem).where(WorkItem.status == "running")
+    if item_id is not None:
+        query = query.where(WorkItem.id == item_id)
     if worker is not None:
         query = query.where(WorkItem.worker == worker)
     if token is not None:

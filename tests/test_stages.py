@@ -207,7 +207,7 @@ def test_cancelling_during_embedding_stops_within_the_chunk_without_results(sess
     with sessions() as session:
         assert jobs.get_job(session, job_id).status == "cancelled"
         assert jobs.topics_of(session, job_id) == []
-    assert items_of(sessions, job_id) == [("embed", 0, "running")]
+    assert items_of(sessions, job_id) == [("embed", 0, "ready")]  # let go of, and never claimed again
 
 
 def test_a_dead_workers_item_is_handed_out_again_and_the_job_resumes_from_its_last_chunk(

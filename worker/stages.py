@@ -152,6 +152,7 @@ class StageRunner:
             done = step(item, claim, started)
         except (JobCancelled, ClaimLost) as stop:
             log.info("%s: stopped (%s)", what, type(stop).__name__)
+            self._let_go(item)
             return f"{what}: stopped"
         except DBAPIError:
             return self._database_error(item, what)
@@ -242,6 +243,7 @@ class StageRunner:
                     continue
                 batch.append((item, clusters, chunks, self._label_request(item, claim, clusters, chunks)))
             except (JobCancelled, ClaimLost):
+                self._let_go(item)
                 outcomes.append(f"{what}: stopped")
             except DBAPIError:
                 outcomes.append(self._database_error(item, what))
@@ -310,6 +312,15 @@ class StageRunner:
                 log.warning("could not ring the %s queue (%s); the sweep will", work.QUEUE_OF[stage], exc)
         return done
 
+    def _let_go(self, item: WorkItem) -> None:
+        """A stopped item is no longer held (a no-op when the claim was already void): it neither looks
+        alive nor, once silent, like a death."""
+        try:
+            with transaction(self.factory) as session:
+                work.release(session, token=item.token, item_id=item.id, died=False)
+        except DBAPIError:
+            log.warning("job %s: could not let go of its %s item; the sweep will", item.job_id, item.stage)
+
     def _fail(self, job_id: str) -> None:
         try:
             with transaction(self.factory) as session:
@@ -322,7 +333,7 @@ class StageRunner:
         log.exception("%s: database error; the item goes back to the queue", what)
         try:
             with transaction(self.factory) as session:
-                work.release(session, token=item.token, died=False)
+                work.release(session, token=item.token, item_id=item.id, died=False)
         except DBAPIError:
             log.warning("%s: the database is still away; the sweep re-queues the item once it answers", what)
         return f"{what}: released"
