@@ -326,3 +326,30 @@ def test_a_cancel_check_between_umap_epochs_stops_the_fit():
     _, reduced = fit_umap(vectors, check=lambda: None)  # a check that passes changes nothing
     _, unchecked = fit_umap(vectors)
     assert np.array_equal(reduced, unchecked)
+
+
+def test_a_database_error_while_saving_hands_the_item_back_and_a_failed_progress_write_is_not_fatal(
+        sessions, tmp_path, embedder, corpus_texts, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    import worker.stages as stages_module
+
+    job_id = make_job(sessions, corpus_texts[:90], params={"generate_labels": False})
+    real_progress, real_finish = jobs.report_progress, jobs.finish
+    failures = {"progress": 3, "finish": 1}
+
+    def flaky(name, real):
+        def call(*args, **kwargs):
+            if failures[name]:
+                failures[name] -= 1
+                raise OperationalError("UPDATE jobs ...", {}, Exception("server closed the connection"))
+            return real(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(stages_module.jobs, "report_progress", flaky("progress", real_progress))
+    monkeypatch.setattr(stages_module.jobs, "finish", flaky("finish", real_finish))
+    outcomes = drive(make_runner(sessions, tmp_path, embedder), sessions, job_id)
+    assert f"job {job_id} save 0: released" in outcomes and outcomes[-1] == f"job {job_id} save 0: done"
+    with sessions() as session:
+        job = jobs.get_job(session, job_id)
+        assert job.status == "succeeded" and job.attempts == 0 and len(jobs.topics_of(session, job_id)) == job.n_topics

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,35 +15,10 @@ from shared.db import transaction
 from shared.prompts import MAIN_PROMPT
 from worker.labeling.base import Labeler
 from worker.pipeline.label import LabelInput, label_topics
+from worker.heartbeat import Heartbeat
 from worker.stages import record_failure
 
 log = logging.getLogger(__name__)
-
-
-class Heartbeat:
-    """Marks a re-label run alive every ``interval`` seconds from a side thread, so that the sweep never takes a
-    live one for a dead one."""
-
-    def __init__(self, factory: sessionmaker[Session], beat: Callable[[Session], object], interval: float) -> None:
-        self.factory, self.beat, self.interval = factory, beat, interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="topicq-relabel-heartbeat")
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                with transaction(self.factory) as session:
-                    self.beat(session)
-            except Exception as exc:  # the database away for a moment: the next beat tries again
-                log.warning("re-label heartbeat failed: %s", exc)
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 @dataclass

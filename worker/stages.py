@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from shared.models import WorkItem
 from shared.schemas import JobParams
 from shared.storage import ArtifactStore
 from worker import artifacts
+from worker.heartbeat import Heartbeat
 from worker.pipeline.embed import embed
 from worker.pipeline.label import LabelInput, LabelRequest, label_batch, label_topics
 from worker.pipeline.progress import overall
@@ -51,23 +51,16 @@ class Chunking:
 
 
 class Claim:
-    """The items one worker holds, beaten from a side thread every ``interval`` seconds (also through minutes of
-    silent UMAP) with the database's clock. ``check()`` raises once an item's job stopped or the claim was lost."""
+    """The items one worker holds, beaten every ``interval`` seconds with the database's clock. ``check()``
+    raises once an item's job stopped or the claim was lost."""
 
     def __init__(self, factory: sessionmaker[Session], items: Sequence[WorkItem], interval: float) -> None:
-        self.factory, self.items, self.interval = factory, list(items), interval
+        self.factory, self.items = factory, list(items)
         self.alive = {item.job_id for item in items}
-        self.lost = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="topicq-claim-heartbeat")
+        self._heartbeat = Heartbeat(factory, self._beat, interval)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                with transaction(self.factory) as session:
-                    self.alive = set(work.still_mine(session, self.items))
-            except Exception as exc:  # the database away for a moment: the next beat tries again
-                log.warning("heartbeat of work items failed: %s", exc)
+    def _beat(self, session: Session) -> None:
+        self.alive = set(work.still_mine(session, self.items))
 
     def check(self, job_id: str) -> None:
         if job_id not in self.alive:
@@ -76,12 +69,11 @@ class Claim:
             raise JobCancelled(job_id) if status != "running" else ClaimLost(job_id)
 
     def __enter__(self) -> Claim:
-        self._thread.start()
+        self._heartbeat.__enter__()
         return self
 
-    def __exit__(self, *_exc) -> None:
-        self._stop.set()
-        self._thread.join()
+    def __exit__(self, *exc) -> None:
+        self._heartbeat.__exit__(*exc)
 
 
 class Progress:
