@@ -166,7 +166,7 @@ class StageRunner:
         cached = artifacts.get_array(self.store, key)
         if cached is not None and cached.shape[0] == n:  # the same documents embedded before: straight on
             Progress(self.factory, claim, item.job_id)("embedding", n, n)
-            return self._complete(item, started, [("cluster", 0)])
+            return self._complete(item, time.monotonic() - started, [("cluster", 0)])
         first, stop = item.chunk * size, min(n, (item.chunk + 1) * size)
         with transaction(self.factory) as session:
             texts = jobs.load_documents(session, item.job_id, first, stop)
@@ -175,13 +175,13 @@ class StageRunner:
                         lambda stage, done, _total: progress(stage, first + done, n), self.config.embedding_windows)
         artifacts.put_array(self.store, artifacts.embedding_chunk_key(item.job_id, item.chunk), vectors)
         if stop < n:
-            return self._complete(item, started, [("embed", item.chunk + 1)])
+            return self._complete(item, time.monotonic() - started, [("embed", item.chunk + 1)])
         chunks = [artifacts.get_array(self.store, artifacts.embedding_chunk_key(item.job_id, c))
                   for c in range(math.ceil(n / size))]
         if any(chunk is None for chunk in chunks):
             raise LookupError(f"job {item.job_id}: an embedding chunk is missing from the artifact store")
         artifacts.put_array(self.store, key, np.concatenate(chunks))
-        return self._complete(item, started, [("cluster", 0)])
+        return self._complete(item, time.monotonic() - started, [("cluster", 0)])
 
     def _cluster(self, item: WorkItem, claim: Claim, started: float) -> bool:
         with transaction(self.factory) as session:
@@ -195,7 +195,7 @@ class StageRunner:
         clusters = cluster_stage(texts, embeddings, params, self.embedder(), self.config, progress, progress.check)
         artifacts.put_clusters(self.store, item.job_id, clusters)
         labelled = params.generate_labels and len(clusters.representations) > 0
-        return self._complete(item, started, [("label", 0) if labelled else ("save", 0)])
+        return self._complete(item, time.monotonic() - started, [("label", 0) if labelled else ("save", 0)])
 
     def _save(self, item: WorkItem, claim: Claim, started: float) -> bool:
         with transaction(self.factory) as session:
@@ -258,11 +258,13 @@ class StageRunner:
             for item, *_ in batch:
                 self._fail(item.job_id)
             return outcomes + [f"job {item.job_id} label {item.chunk}: failed" for item, *_ in batch]
+        # Each job's item is charged its share of the batch's time, so a job's stage times add up to wall time.
+        share = (time.monotonic() - started) / len(batch)
         for (item, clusters, chunks, _request), labels in zip(batch, results):
             artifacts.put_labels(self.store, item.job_id, item.chunk, labels)
             last = item.chunk == chunks - 1
             then = ("save", 0) if last and not len(clusters.theme_of) else ("label", item.chunk + 1)
-            done = self._complete(item, started, [then])
+            done = self._complete(item, share, [then])
             outcomes.append(f"job {item.job_id} label {item.chunk}: {'done' if done else 'superseded'}")
         return outcomes
 
@@ -290,13 +292,13 @@ class StageRunner:
         themes = label_themes(clusters.representations, labels, clusters.theme_of, self.labeler(),
                               progress=lambda stage, done, _total: progress(stage, n_topics + done, steps))
         artifacts.put_themes(self.store, item.job_id, themes)
-        return "done" if self._complete(item, started, [("save", 0)]) else "superseded"
+        return "done" if self._complete(item, time.monotonic() - started, [("save", 0)]) else "superseded"
 
     # -- endings ----------------------------------------------------------------------------------------
 
-    def _complete(self, item: WorkItem, started: float, then: list[tuple[str, int]]) -> bool:
+    def _complete(self, item: WorkItem, seconds: float, then: list[tuple[str, int]]) -> bool:
         with transaction(self.factory) as session:
-            done = work.complete(session, item, time.monotonic() - started, then)
+            done = work.complete(session, item, seconds, then)
         for stage, _chunk in then if done else ():
             try:
                 self.ring(work.QUEUE_OF[stage])
