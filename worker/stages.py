@@ -130,7 +130,7 @@ class StageRunner:
         try:
             with Claim(self.factory, items, self.heartbeat_seconds) as claim:
                 if items[0].stage == "label":
-                    return self._label(items, claim, started)
+                    return self._label(items, claim)
                 return [self._one(items[0], claim, started)]
         finally:
             self.on_claim([])
@@ -222,7 +222,7 @@ class StageRunner:
     def _label_chunks(self, clusters: Clusters) -> int:
         return math.ceil(len(clusters.representations) / self.chunking.label_topics)
 
-    def _label(self, items: list[WorkItem], claim: Claim, started: float) -> list[str]:
+    def _label(self, items: list[WorkItem], claim: Claim) -> list[str]:
         """Topic-label chunks of several jobs in one labeller batch; a theme chunk (the last of a job) alone."""
         outcomes, batch = [], []
         for item in items:
@@ -230,8 +230,8 @@ class StageRunner:
             try:
                 clusters = artifacts.get_clusters(self.store, item.job_id)
                 chunks = self._label_chunks(clusters)
-                if item.chunk >= chunks:
-                    outcomes.append(f"{what}: {self._themes(item, claim, clusters, chunks, started)}")
+                if item.chunk >= chunks:  # the job's theme labels, on their own
+                    outcomes.append(f"{what}: {self._themes(item, claim, clusters, chunks, time.monotonic())}")
                     continue
                 batch.append((item, clusters, chunks, self._label_request(item, claim, clusters, chunks)))
             except (JobCancelled, ClaimLost):
@@ -245,6 +245,7 @@ class StageRunner:
                 outcomes.append(f"{what}: failed")
         if not batch:
             return outcomes
+        batch_started = time.monotonic()
         try:
             results = label_batch([request for *_, request in batch], self.labeler(),
                                   doc_budget=self.config.doc_tokens, doc_count=self.config.doc_count)
@@ -259,7 +260,7 @@ class StageRunner:
                 self._fail(item.job_id)
             return outcomes + [f"job {item.job_id} label {item.chunk}: failed" for item, *_ in batch]
         # Each job's item is charged its share of the batch's time, so a job's stage times add up to wall time.
-        share = (time.monotonic() - started) / len(batch)
+        share = (time.monotonic() - batch_started) / len(batch)
         for (item, clusters, chunks, _request), labels in zip(batch, results):
             artifacts.put_labels(self.store, item.job_id, item.chunk, labels)
             last = item.chunk == chunks - 1
