@@ -200,7 +200,7 @@ class StageRunner:
     def _save(self, item: WorkItem, claim: Claim, started: float) -> bool:
         with transaction(self.factory) as session:
             params = JobParams.model_validate(jobs.get_job(session, item.job_id).params)
-        claim.check(item.job_id)
+        Progress(self.factory, claim, item.job_id)("saving", 0, 1)
         clusters = artifacts.get_clusters(self.store, item.job_id)
         if params.generate_labels:
             labels = artifacts.get_labels(self.store, item.job_id, self._label_chunks(clusters))
@@ -209,8 +209,6 @@ class StageRunner:
             labels = label_topics([LabelInput(r.keywords, []) for r in clusters.representations], None, doc_budget=0)
             themes = label_themes(clusters.representations, labels, clusters.theme_of, None, lambda *_: None)
         result = assemble(clusters, labels, themes, np.zeros((0, 0), dtype=np.float32))
-        with transaction(self.factory) as session:
-            jobs.report_progress(session, item.job_id, "saving", overall("saving", 0, 1))
         with transaction(self.factory) as session:
             if not work.complete(session, item, time.monotonic() - started):
                 return False
