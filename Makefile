@@ -38,6 +38,9 @@ test: install
 		export TOPICQ_TEST_POSTGRES_URL='postgresql+psycopg://postgres@127.0.0.1:5432/test'; \
 		echo "PostgreSQL answers on 127.0.0.1:5432: running the PostgreSQL variants too"; \
 	fi; \
+	if ! command -v chromium >/dev/null 2>&1; then \
+		echo "No Chromium found: the browser tests are SKIPPED (install Debian's chromium package to run them)"; \
+	fi; \
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install

@@ -17,6 +17,16 @@ class Base(DeclarativeBase):
     pass
 
 
+# Full-text search lives outside the ORM (migration 0006): an FTS5 table and its shadow tables on SQLite, an
+# expression index on PostgreSQL. Schema comparisons (Alembic autogenerate, tests) leave these alone.
+SEARCH_OBJECTS = ("document_search", "ix_documents_search")
+
+
+def include_object(obj, name, type_, reflected, compare_to) -> bool:
+    """Alembic's ``include_object`` hook: everything but the search objects."""
+    return not (reflected and compare_to is None and (name or "").startswith(SEARCH_OBJECTS))
+
+
 class Job(Base):
     __tablename__ = "jobs"
 
@@ -90,12 +100,23 @@ class Topic(Base):
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     topic: Mapped[int] = mapped_column(Integer, primary_key=True)
     size: Mapped[int] = mapped_column(Integer)
-    label: Mapped[str] = mapped_column(Text)
+    label: Mapped[str] = mapped_column(Text)  # the generated label (LLM, or keywords as the fallback)
     label_source: Mapped[str] = mapped_column(String(16))  # "llm" or "keywords" (fallback)
+    custom_label: Mapped[str | None] = mapped_column(Text)  # a user's rename; shown instead of ``label``
     keywords: Mapped[list[str]] = mapped_column(JSON)
+    keyword_weights: Mapped[list[float] | None] = mapped_column(JSON)  # c-TF-IDF weight of each keyword
     representations: Mapped[dict[str, list[str]]] = mapped_column(JSON)
     representative_docs: Mapped[list[int]] = mapped_column(JSON)  # document indices, most representative first
     theme: Mapped[int | None] = mapped_column(Integer)  # None when the job has too few topics for themes
+
+    @property
+    def shown_label(self) -> str:
+        """The label every page, API answer, map and export shows: the user's, else the generated one."""
+        return self.custom_label or self.label
+
+    @property
+    def shown_source(self) -> str:
+        return "custom" if self.custom_label else self.label_source
 
 
 class Theme(Base):

@@ -16,6 +16,8 @@ class ArtifactStore(Protocol):
 
     def put(self, key: str, data: bytes) -> None: ...
 
+    def exists(self, key: str) -> bool: ...
+
     def delete_prefix(self, prefix: str) -> None:
         """Delete every artifact whose key starts with ``prefix`` (a job's ``jobs/<id>/``)."""
         ...
@@ -24,6 +26,16 @@ class ArtifactStore(Protocol):
 def job_prefix(job_id: str) -> str:
     """Where a job's own artifacts (its stages' outputs) live; the embedding cache is shared across jobs."""
     return f"jobs/{job_id}/"
+
+
+def model_key(job_id: str) -> str:
+    """The fitted BERTopic model of a finished job (a zip of its safetensors folder)."""
+    return f"{job_prefix(job_id)}model.zip"
+
+
+def map_key(job_id: str, fmt: str) -> str:
+    """The static map of a finished job, ``fmt`` "png" or "svg"."""
+    return f"{job_prefix(job_id)}map.{fmt}"
 
 
 class LocalArtifactStore:
@@ -43,6 +55,9 @@ class LocalArtifactStore:
             return self._path(key).read_bytes()
         except FileNotFoundError:
             return None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)

@@ -7,7 +7,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect
 
 import shared
-from shared.models import Base
+from shared.models import Base, include_object
 
 
 def test_migrations_have_a_single_head():
@@ -20,8 +20,19 @@ def test_migrated_schema_matches_the_models(settings):
     """The settings fixture migrated a fresh database; the ORM models must need no further migration."""
     engine = create_engine(settings.sqlalchemy_url)
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"include_object": include_object}), Base.metadata)
         tables = set(inspect(conn).get_table_names())
     engine.dispose()
     assert diff == []
     assert {"jobs", "documents", "topics", "job_arrays"} <= tables
+    search = "document_search" in tables if settings.sqlalchemy_url.startswith("sqlite") else any(
+        index["name"] == "ix_documents_search" for index in inspect_indexes(settings, "documents"))
+    assert search, "the full-text search table or index is missing"
+
+
+def inspect_indexes(settings, table: str) -> list[dict]:
+    engine = create_engine(settings.sqlalchemy_url)
+    with engine.connect() as conn:
+        indexes = inspect(conn).get_indexes(table)
+    engine.dispose()
+    return indexes

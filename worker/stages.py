@@ -359,6 +359,7 @@ def to_row(topic) -> jobs.TopicRow:
         representations=rep.representations,
         representative_docs=rep.representative_docs,
         theme=topic.theme,
+        keyword_weights=rep.keyword_weights,
     )
 
 

@@ -3,7 +3,7 @@
 from alembic import context
 from sqlalchemy import create_engine
 
-from shared.models import Base
+from shared.models import Base, include_object
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url")
@@ -12,6 +12,7 @@ with engine.connect() as connection:
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,
+        include_object=include_object,
         render_as_batch=url.startswith("sqlite"),  # SQLite alters tables by copying them
     )
     with context.begin_transaction():

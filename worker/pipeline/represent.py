@@ -7,7 +7,7 @@ builds c-TF-IDF keywords, KeyBERTInspired and MMR representations, merging topic
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
@@ -25,6 +25,7 @@ class TopicRepresentation:
     keywords: list[str]  # top c-TF-IDF words, best first
     representations: dict[str, list[str]]  # "KeyBERT", "MMR"
     representative_docs: list[int]  # document indices, most representative first
+    keyword_weights: list[float] = field(default_factory=list)  # c-TF-IDF weight of each keyword
 
 
 # Web and mail addresses: their parts ("https", "www", "com", "org") would otherwise become keywords.
@@ -142,6 +143,7 @@ def represent(
                 keywords=_words(topic_model.topic_representations_[topic]),
                 representations={name: _words(aspects.get(name, {}).get(topic, [])) for name in ("KeyBERT", "MMR")},
                 representative_docs=representative.get(topic, []),
+                keyword_weights=_weights(topic_model.topic_representations_[topic]),
             )
         )
     return topics, doc_topics, topic_model
@@ -149,6 +151,11 @@ def represent(
 
 def _words(pairs) -> list[str]:
     return [word for word, _score in pairs if word][:TOP_N_WORDS]
+
+
+def _weights(pairs) -> list[float]:
+    """The c-TF-IDF weights of ``_words``' words, in the same order."""
+    return [round(float(score), 5) for word, score in pairs if word][:TOP_N_WORDS]
 
 
 def representative_documents(topic_model, texts: list[str], doc_topics: np.ndarray, seed: int = 42) -> dict[int, list[int]]:
