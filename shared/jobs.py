@@ -10,8 +10,8 @@ import numpy as np
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from shared import work
-from shared.models import Document, Job, JobArray, LabelRun, Theme, Topic, WorkItem, utcnow
+from shared import search, work
+from shared.models import Assignment, Document, Job, JobArray, LabelRun, Theme, Topic, WorkItem, utcnow
 
 INSERT_BATCH = 5_000
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -29,6 +29,7 @@ class TopicRow:
     representations: dict[str, list[str]]
     representative_docs: list[int]
     theme: int | None = None
+    keyword_weights: list[float] | None = None  # c-TF-IDF weight of each keyword
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,8 @@ def finish(
     themes: Sequence[ThemeRow] = (),
     scores: dict | None = None,
 ) -> bool:
-    """Store the results and mark the job succeeded; False (nothing stored) if it is no longer running."""
+    """Store the results, make the documents searchable and mark the job succeeded; False (nothing stored) if it
+    is no longer running."""
     result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == "running")
@@ -141,6 +143,7 @@ def finish(
     for name, values in arrays.items():
         packed = np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<"))
         session.add(JobArray(job_id=job_id, name=name, dtype=packed.dtype.str, length=len(packed), data=packed.tobytes()))
+    search.index_job(session, job_id)
     return True
 
 
@@ -164,11 +167,12 @@ def cancel(session: Session, job_id: str) -> bool:
 
 
 def delete_job(session: Session, job_id: str) -> bool:
-    """Delete a finished job with its documents, results, work items and re-label runs; False if it is still
-    queued or running (cancel it first)."""
+    """Delete a finished job with its documents (and their search rows), results, work items and re-label runs;
+    False if it is still queued or running (cancel it first)."""
     if session.scalar(select(Job.status).where(Job.id == job_id)) not in FINISHED:
         return False
-    for table in (Document, Topic, Theme, JobArray, WorkItem, LabelRun):  # also where foreign keys don't cascade
+    search.unindex_job(session, job_id)
+    for table in (Document, Topic, Theme, JobArray, WorkItem, LabelRun, Assignment):  # also where foreign keys don't cascade
         session.execute(delete(table).where(table.job_id == job_id))
     session.execute(delete(Job).where(Job.id == job_id))
     return True

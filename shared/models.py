@@ -172,3 +172,25 @@ class LabelRun(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Assignment(Base):
+    """New documents to put into a finished job's topics (``POST /api/v1/jobs/<id>/assign``), and the answer.
+
+    Like a re-label run, its state lives here and a queue message only carries its id: a worker embeds the
+    documents and takes the most similar topic of the job's stored model, as BERTopic's ``transform`` does.
+    """
+
+    __tablename__ = "assignments"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # queued, running, succeeded, failed
+    documents: Mapped[list[str]] = mapped_column(JSON)
+    topics: Mapped[list[int] | None] = mapped_column(JSON)  # one per document, -1: nearest to the outliers
+    similarities: Mapped[list[float] | None] = mapped_column(JSON)  # cosine to that topic's embedding
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -19,6 +19,7 @@ from shared.settings import Settings
 
 WORK = "topicq.work"
 RELABEL = "topicq.relabel"
+ASSIGN = "topicq.assign"
 QUEUES = {"gpu": "topicq.gpu", "cpu": "topicq.cpu"}  # work kind -> Celery queue (a Redis list of that name)
 WORKER_KEY_PREFIX = "topicq:worker:"
 
@@ -51,6 +52,11 @@ def ring(app: Celery, kind: str, times: int = 1) -> None:
 def enqueue_relabel(app: Celery, run_id: str) -> None:
     """Queue a re-label run id (accelerator work); call only after its row is committed."""
     app.send_task(RELABEL, args=[run_id], queue=QUEUES["gpu"])
+
+
+def enqueue_assign(app: Celery, assignment_id: str) -> None:
+    """Queue an assignment id (embedding work, on the accelerator's queue); call only after its row is committed."""
+    app.send_task(ASSIGN, args=[assignment_id], queue=QUEUES["gpu"])
 
 
 def waiting_messages(client: redis.Redis, kind: str) -> int:

@@ -96,6 +96,36 @@ class JobCreate(BaseModel):
     priority: Priority = 0
 
 
+class AssignCreate(BaseModel):
+    """Body of ``POST /api/v1/jobs/<id>/assign``: new documents to put into the job's topics."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    documents: list[str | DocumentIn] = Field(min_length=1)
+
+    def texts(self) -> list[str]:
+        texts = [d if isinstance(d, str) else d.text for d in self.documents]
+        if any(not t.strip() for t in texts):
+            raise ValueError("documents must not be empty")
+        return texts
+
+
+class AssignedDocument(BaseModel):
+    topic: int  # -1: closest to the job's outliers
+    label: str  # the topic's label as shown, empty for -1
+    similarity: float  # cosine between the document's embedding and the topic's
+
+
+class AssignmentPublic(BaseModel):
+    id: str
+    job_id: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    error: str | None
+    assignments: list[AssignedDocument] | None  # in the order of the documents, once succeeded
+    created_at: datetime
+    finished_at: datetime | None
+
+
 class FormOptions(BaseModel):
     """Fields of a form submission (the HTML form, a multipart request) besides its documents and params."""
 
@@ -168,9 +198,12 @@ class WorkersPublic(BaseModel):
 class TopicPublic(BaseModel):
     topic: int
     size: int
-    label: str
-    label_source: Literal["llm", "keywords"]
+    label: str  # what every page and export shows: a user's rename, else the generated label
+    label_source: Literal["llm", "keywords", "custom"]
+    generated_label: str  # the LLM's label (or the keywords' fallback), kept beside a rename
+    generated_label_source: Literal["llm", "keywords"]
     keywords: list[str]
+    keyword_weights: list[float]  # c-TF-IDF weight of each keyword (empty for jobs finished before they were kept)
     representations: dict[str, list[str]]
     representative_docs: list[str]
     representative_doc_indices: list[int]
@@ -194,6 +227,18 @@ class ThemesPublic(BaseModel):
 class TopicsPublic(BaseModel):
     topics: list[TopicPublic]
     n_outliers: int
+
+
+class TopicRename(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    label: str | None = Field(description="the new label; null or blank goes back to the generated one")
+
+
+class DocumentMove(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    topic: int = Field(ge=-1, description="the topic to move the document to; -1 makes it an outlier")
 
 
 class DocumentResult(BaseModel):

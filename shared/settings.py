@@ -149,6 +149,13 @@ class Settings(BaseSettings):
     label_batch_jobs: int = Field(
         4, ge=1, description="Label work items of different jobs an accelerator worker takes into one batch.",
     )
+    assign_max_documents: int = Field(
+        1000, ge=1, description="Most documents one request to assign new documents to a finished job may hold.",
+    )
+    assign_wait_seconds: float = Field(
+        20.0, ge=0, description="How long an assign request waits for its answer before it answers 202 with "
+        "the address to poll.",
+    )
     log_level: str = Field("INFO", description="Log level of the web, worker and CLI.")
 
     @field_validator("data_dir", "model_dir")

@@ -17,9 +17,9 @@ import redis
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import label_runs, work
+from shared import assignments, label_runs, work
 from shared.db import transaction
-from shared.queue import QUEUES, enqueue_relabel, ring, waiting_messages
+from shared.queue import QUEUES, enqueue_assign, enqueue_relabel, ring, waiting_messages
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +29,14 @@ class SweepReport:
     ready: dict[str, int] = field(default_factory=dict)  # ready items per queue
     rung: dict[str, int] = field(default_factory=dict)  # doorbells rung per queue
     relabels: int = 0  # queued re-label runs sent again
+    assignments: int = 0  # queued assignments sent again
 
 
 def sweep(factory: sessionmaker[Session], app: Celery, client: redis.Redis, stale_after: timedelta) -> SweepReport:
     with transaction(factory) as session:
         ready = work.sweep(session, stale_after)
         queued_runs = label_runs.requeue_stale_runs(session, stale_after)
+        queued_assignments = assignments.requeue_stale(session, stale_after)
     report = SweepReport(ready=ready)
     for kind in QUEUES:
         missing = ready.get(kind, 0) - waiting_messages(client, kind)
@@ -45,6 +47,13 @@ def sweep(factory: sessionmaker[Session], app: Celery, client: redis.Redis, stal
         for run_id in queued_runs:  # a duplicate finds its run claimed already
             enqueue_relabel(app, run_id)
         report.relabels = len(queued_runs)
-    if report.rung or report.relabels:
-        log.info("sweep: rang %s for ready work, re-sent %d re-label run(s)", report.rung, report.relabels)
+    # An assignment waits in its request's answer: one queued for a whole sweep lost its message (Redis down).
+    waiting = waiting_messages(client, "gpu")
+    if queued_assignments and waiting < len(queued_assignments) + ready.get("gpu", 0) + len(queued_runs):
+        for assignment_id in queued_assignments:  # a duplicate finds it claimed already
+            enqueue_assign(app, assignment_id)
+        report.assignments = len(queued_assignments)
+    if report.rung or report.relabels or report.assignments:
+        log.info("sweep: rang %s for ready work, re-sent %d re-label run(s) and %d assignment(s)", report.rung,
+                 report.relabels, report.assignments)
     return report

@@ -39,8 +39,8 @@ def make_job(sessions, texts: list[str] | None = None, params: dict | None = Non
         return job.id
 
 
-def make_finished_job(sessions, label: str = "A label", n_docs: int = 30) -> str:
-    job_id = make_job(sessions, [f"doc {i} text" for i in range(n_docs)])
+def make_finished_job(sessions, label: str = "A label", n_docs: int = 30, texts: list[str] | None = None) -> str:
+    job_id = make_job(sessions, texts or [f"doc {i} text" for i in range(n_docs)])
     topic_ids = np.array([i % 3 - 1 for i in range(n_docs)], dtype=np.int32)  # -1, 0, 1
     # As if workers had run its four stages (not through work.claim, which takes the fairest ready item of any job).
     with transaction(sessions) as session:

@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select, update
 
-from shared import jobs, work
+from shared import assignments, jobs, work
+from shared.bertopic_archive import topic_embeddings
 from shared.db import transaction
 from shared.models import WorkItem
-from shared.storage import LocalArtifactStore
+from shared.storage import LocalArtifactStore, map_key, model_key
 from tests.conftest import read_corpus
 from tests.factories import make_job
+from worker.assigner import AssignRunner
 from worker.pipeline.run import PipelineConfig
 from worker.stages import USER_SAFE_ERROR, Chunking, StageRunner
 
@@ -52,6 +54,7 @@ def make_runner(sessions, tmp_path, embedder, labeler=None, chunking=Chunking(60
         factory=sessions,
         store=LocalArtifactStore(tmp_path / "artifacts"),
         embedding_model_name="test-model",
+        embedding_model_ref="sentence-transformers/all-MiniLM-L6-v2",
         config=PipelineConfig(embedding_batch_size=32, doc_tokens=40),
         embedder=lambda: embedder,
         labeler=lambda: labeler,
@@ -115,7 +118,26 @@ def test_a_job_runs_through_its_stages_to_topics_labels_and_document_results(ses
         assert len(topic.keywords) == 10 and len(topic.representations["KeyBERT"]) > 0 and topic.representations["MMR"]
         assert 1 <= len(topic.representative_docs) <= 5
         assert all(doc_topics[i] == topic.topic for i in topic.representative_docs)
+        assert len(topic.keyword_weights) == 10 and topic.keyword_weights == sorted(topic.keyword_weights, reverse=True)
 
+    # What a user takes away: the fitted model, and the map as PNG and SVG with the labels on it.
+    store = LocalArtifactStore(tmp_path / "artifacts")
+    matrix, ids, _outliers = topic_embeddings(store.get(model_key(job_id)))
+    assert set(ids) >= {t.topic for t in topics} and matrix.shape[0] == len(ids)
+    assert store.get(map_key(job_id, "png")).startswith(b"\x89PNG")
+    assert topics[0].label.encode() in store.get(map_key(job_id, "svg"))
+    # New documents go to the topic their words are about: the job's own representative documents, as new ones.
+    with transaction(sessions) as session:
+        probe = [corpus_texts[t.representative_docs[0]] for t in topics]
+        assignment_id = assignments.create(session, job_id, probe).id
+    runner = AssignRunner(sessions, store, lambda: embedder, heartbeat_seconds=0.2)
+    assert runner.run(assignment_id) == "succeeded"
+    assert runner.run(assignment_id) == "skipped"  # a repeated message finds it answered
+    with sessions() as session:
+        answered = assignments.get(session, assignment_id)
+    agree = sum(a == t.topic for a, t in zip(answered.topics, topics))
+    assert agree >= 0.8 * len(topics), (answered.topics, [t.topic for t in topics])
+    assert all(0 < s <= 1 for s in answered.similarities)
 
     # Labels: cleaned LLM answers, numbered in the order asked, over several label chunks.
     assert [t.label for t in topics] == [f"Topic number {i}" for i in range(len(topics))]

@@ -1,4 +1,5 @@
-"""The topicq web front end: an app factory with two blueprints (pages and the JSON API)."""
+"""The topicq web front end: an app factory with one blueprint per area (pages and the JSON API; a topic and
+its edits; search; exports; the map; assigning new documents)."""
 
 from __future__ import annotations
 
@@ -24,9 +25,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         "celery": make_celery(settings, name="topicq-web"),
     }
 
-    from web import api, errors, pages
+    from web import api, assign, errors, exports, maps, pages, search, topics
 
-    app.register_blueprint(api.bp)
-    app.register_blueprint(pages.bp)
+    for blueprint in (api.bp, pages.bp, topics.bp, search.bp, exports.bp, maps.bp, assign.bp):
+        app.register_blueprint(blueprint)
     errors.init_app(app)
     return app

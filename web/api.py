@@ -161,22 +161,24 @@ def topics_payload(job_id: str) -> TopicsPublic:
     job = succeeded_job_or_409(job_id, "topics")
     rows = jobs.topics_of(session, job_id)
     texts = jobs.document_texts(session, job_id, (i for row in rows for i in row.representative_docs))
-    return TopicsPublic(
-        topics=[
-            TopicPublic(
-                topic=row.topic,
-                size=row.size,
-                label=row.label,
-                label_source=row.label_source,
-                keywords=row.keywords,
-                representations=row.representations,
-                representative_docs=[texts[i] for i in row.representative_docs],
-                representative_doc_indices=row.representative_docs,
-                theme=row.theme,
-            )
-            for row in rows
-        ],
-        n_outliers=job.n_outliers or 0,
+    return TopicsPublic(topics=[topic_public(row, texts) for row in rows], n_outliers=job.n_outliers or 0)
+
+
+def topic_public(row, texts: dict[int, str]) -> TopicPublic:
+    """A topic row as the API shows it; ``texts`` holds at least its representative documents' texts."""
+    return TopicPublic(
+        topic=row.topic,
+        size=row.size,
+        label=row.shown_label,
+        label_source=row.shown_source,
+        generated_label=row.label,
+        generated_label_source=row.label_source,
+        keywords=row.keywords,
+        keyword_weights=row.keyword_weights or [],
+        representations=row.representations,
+        representative_docs=[texts[i] for i in row.representative_docs],
+        representative_doc_indices=row.representative_docs,
+        theme=row.theme,
     )
 
 

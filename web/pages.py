@@ -8,6 +8,7 @@ from pydantic import ValidationError
 from shared import corpus, jobs, label_runs
 from shared.prompts import MAIN_PROMPT
 from shared.schemas import JobParams
+from shared.storage import map_key, model_key
 from web import context, submit
 from web.api import job_or_404, job_public, remove_job, start_relabel, topics_payload
 from web.errors import validation_message
@@ -45,9 +46,11 @@ def job_page(job_id: str):
     results = topics_payload(job_id) if job.status == "succeeded" else None
     runs = label_runs.runs_of(context.db(), job_id)
     themes = jobs.themes_of(context.db(), job_id) if results else []
+    store = context.store()
+    artifacts = {"model": store.exists(model_key(job_id)), "map": store.exists(map_key(job_id, "png"))}
     return render_template(
         "job.html", job=job, public=job_public(job), results=results, themes=themes, runs=runs,
-        default_prompt=MAIN_PROMPT,
+        default_prompt=MAIN_PROMPT, artifacts=artifacts,
     )
 
 

@@ -22,12 +22,13 @@ from celery import signals
 from shared import work
 from shared.db import make_engine, make_session_factory, transaction
 from shared.models import WorkItem
-from shared.queue import RELABEL, WORK, make_celery, publish_worker_state, redis_client, ring
+from shared.queue import ASSIGN, RELABEL, WORK, make_celery, publish_worker_state, redis_client, ring
 from shared.settings import get_settings
 from shared.storage import LocalArtifactStore
 from shared.sweep import sweep
 from worker import models as model_registry
 from worker.pipeline.run import PipelineConfig
+from worker.assigner import AssignRunner
 from worker.relabel import RelabelRunner
 from worker.stages import Chunking, StageRunner
 
@@ -61,6 +62,7 @@ def runner() -> StageRunner:
         factory=_sessions(),
         store=LocalArtifactStore(settings.data_dir / "artifacts"),
         embedding_model_name=model_registry.embedding_cache_name(settings),
+        embedding_model_ref=settings.embedding_model,
         config=PipelineConfig(
             embedding_batch_size=settings.embedding_batch_size,
             embedding_windows=settings.embedding_windows,
@@ -89,6 +91,19 @@ def relabeler() -> RelabelRunner:
     )
 
 
+@lru_cache
+def assigner() -> AssignRunner:
+    return AssignRunner(
+        factory=_sessions(),
+        store=LocalArtifactStore(settings.data_dir / "artifacts"),
+        embedder=lambda: model_registry.get_models(settings, labeler=LABELS).embedder,
+        batch_size=settings.embedding_batch_size,
+        windows=settings.embedding_windows,
+        stale_after=settings.stale_job_after,
+        heartbeat_seconds=settings.heartbeat_seconds,
+    )
+
+
 @app.task(name=WORK)
 def run_work(kind: str) -> None:
     """A doorbell: an item is ready on ``kind``'s queue. Runs the fairest ready item (maybe another job's)."""
@@ -104,6 +119,16 @@ def relabel(run_id: str) -> None:
     finally:
         _state.update(status="ready", stage=None)
     log.info("re-label run %s: %s", run_id, status)
+
+
+@app.task(name=ASSIGN)
+def assign_documents(assignment_id: str) -> None:
+    _state.update(status="busy", stage="assign")
+    try:
+        status = assigner().run(assignment_id)
+    finally:
+        _state.update(status="ready", stage=None)
+    log.info("assignment %s: %s", assignment_id, status)
 
 
 def _beat(hostname: str, stop: threading.Event) -> None:

@@ -22,12 +22,14 @@ from shared import jobs, work
 from shared.db import transaction
 from shared.models import WorkItem
 from shared.schemas import JobParams
-from shared.storage import ArtifactStore
+from shared.storage import ArtifactStore, map_key, model_key
 from worker import artifacts
 from worker.heartbeat import Heartbeat
 from worker.pipeline.embed import embed
+from worker.pipeline.export import model_archive
 from worker.pipeline.label import LabelInput, LabelRequest, label_batch, label_topics
 from worker.pipeline.progress import overall
+from worker.pipeline.static_map import render_map
 from worker.pipeline.run import Clusters, PipelineConfig, PipelineResult, assemble, cluster_stage, label_inputs, label_themes
 
 log = logging.getLogger(__name__)
@@ -109,6 +111,7 @@ class StageRunner:
     factory: sessionmaker[Session]
     store: ArtifactStore
     embedding_model_name: str  # names the embedding cache
+    embedding_model_ref: str  # what the exported model names as its embedding model (a hub id or a path)
     config: PipelineConfig
     embedder: Callable[[], object]  # loaded once per process
     labeler: Callable[[], object]
@@ -194,6 +197,8 @@ class StageRunner:
         progress = Progress(self.factory, claim, item.job_id)
         clusters = cluster_stage(texts, embeddings, params, self.embedder(), self.config, progress, progress.check)
         artifacts.put_clusters(self.store, item.job_id, clusters)
+        if clusters.topic_model is not None:
+            self.store.put(model_key(item.job_id), model_archive(clusters.topic_model, self.embedding_model_ref))
         labelled = params.generate_labels and len(clusters.representations) > 0
         return self._complete(item, time.monotonic() - started, [("label", 0) if labelled else ("save", 0)])
 
@@ -209,11 +214,22 @@ class StageRunner:
             labels = label_topics([LabelInput(r.keywords, []) for r in clusters.representations], None, doc_budget=0)
             themes = label_themes(clusters.representations, labels, clusters.theme_of, None, lambda *_: None)
         result = assemble(clusters, labels, themes, np.zeros((0, 0), dtype=np.float32))
+        self._static_maps(item.job_id, result)
         with transaction(self.factory) as session:
             if not work.complete(session, item, time.monotonic() - started):
                 return False
             jobs.finish(session, item.job_id, **result_rows(result, params))
         return True
+
+    def _static_maps(self, job_id: str, result: PipelineResult) -> None:
+        """The job's map as PNG and SVG, with the labels it finishes with; a map that fails to render is logged
+        and missing from the downloads, never a failed job."""
+        labels = {t.representation.topic: t.label.text for t in result.topics}
+        try:
+            for fmt in ("png", "svg"):
+                self.store.put(map_key(job_id, fmt), render_map(result.coords, result.doc_topics, labels, fmt=fmt))
+        except Exception:
+            log.exception("job %s: the static map could not be rendered; the job goes on without it", job_id)
 
     # -- labels, batched across jobs --------------------------------------------------------------------
 

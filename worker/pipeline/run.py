@@ -97,6 +97,7 @@ class Clusters:
     coords: np.ndarray  # (n, 2) float32
     theme_of: np.ndarray  # (n_topics,) int32, the theme of each topic; empty when too few topics to group
     scores: Scores | None
+    topic_model: object | None = None  # the fitted BERTopic model (not kept in the artifact store; its export is)
 
 
 def cluster_stage(
@@ -142,7 +143,7 @@ def cluster_stage(
     )
     progress("representing", 1, 1)
     return Clusters(representations, doc_topics.astype(np.int32), original_doc_topics,
-                    np.asarray(coords, dtype=np.float32), np.asarray(theme_of, dtype=np.int32), scores)
+                    np.asarray(coords, dtype=np.float32), np.asarray(theme_of, dtype=np.int32), scores, topic_model)
 
 
 def label_inputs(
