@@ -172,7 +172,8 @@ def delete_job(session: Session, job_id: str) -> bool:
     if session.scalar(select(Job.status).where(Job.id == job_id)) not in FINISHED:
         return False
     search.unindex_job(session, job_id)
-    for table in (Document, Topic, Theme, JobArray, WorkItem, LabelRun, Assignment):  # also where foreign keys don't cascade
+    # Every table of a job, also where foreign keys don't cascade (SQLite without the pragma).
+    for table in (Document, Topic, Theme, JobArray, WorkItem, LabelRun, Assignment):
         session.execute(delete(table).where(table.job_id == job_id))
     session.execute(delete(Job).where(Job.id == job_id))
     return True

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -87,21 +89,31 @@ def redis_client(redis_server):
     return client
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request, tmp_path):
-    if request.param == "sqlite":
+@contextmanager
+def fresh_database(kind: str, tmp_path: Path) -> Iterator[str]:
+    """The URL of a new empty database: a SQLite file under ``tmp_path``, or a PostgreSQL database of its own
+    on TOPICQ_TEST_POSTGRES_URL's server (dropped afterwards)."""
+    if kind == "sqlite":
         yield f"sqlite:///{tmp_path / 'topicq.db'}"
         return
-    if not POSTGRES_URL:
-        pytest.skip("PostgreSQL variant: TOPICQ_TEST_POSTGRES_URL is not set (make test sets it when one answers)")
     name = f"topicq_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path):
+    if request.param == "postgresql" and not POSTGRES_URL:
+        pytest.skip("PostgreSQL variant: TOPICQ_TEST_POSTGRES_URL is not set (make test sets it when one answers)")
+    with fresh_database(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

@@ -14,15 +14,18 @@ from sklearn.metrics import adjusted_mutual_info_score
 
 from cli.local_service import LocalService, service_env
 from cli.redis_server import free_port
-from tests.conftest import read_corpus
+from tests.conftest import POSTGRES_URL, fresh_database, read_corpus
 from worker.devices import cpu_has_amx
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def env(database_url, tmp_path):
-    return service_env(tmp_path / "var", free_port(), database_url)
+def env(tmp_path):
+    """On PostgreSQL when a server answers (production's database), else on SQLite: once, not on both, since the
+    browser journey (test_journey.py) runs the whole service on SQLite too."""
+    with fresh_database("postgresql" if POSTGRES_URL else "sqlite", tmp_path) as url:
+        yield service_env(tmp_path / "var", free_port(), url)
 
 
 def test_submit_watch_and_browse_llm_labelled_topics(env, tmp_path):

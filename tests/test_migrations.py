@@ -20,7 +20,8 @@ def test_migrated_schema_matches_the_models(settings):
     """The settings fixture migrated a fresh database; the ORM models must need no further migration."""
     engine = create_engine(settings.sqlalchemy_url)
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"include_object": include_object}), Base.metadata)
+        context = MigrationContext.configure(conn, opts={"include_object": include_object})
+        diff = compare_metadata(context, Base.metadata)
         tables = set(inspect(conn).get_table_names())
     engine.dispose()
     assert diff == []

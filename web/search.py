@@ -60,7 +60,8 @@ def search_indices(job_id: str):
 def highlighted(snippet: str) -> Markup:
     """A snippet with its matched words as <mark> elements; everything else escaped (documents are untrusted)."""
     return Markup("").join(
-        Markup("<mark>%s</mark>") % part if matched else escape(part) for part, matched in search.marked_segments(snippet)
+        Markup("<mark>%s</mark>") % part if matched else escape(part)
+        for part, matched in search.marked_segments(snippet)
     )
 
 

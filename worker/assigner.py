@@ -51,8 +51,8 @@ class AssignRunner:
                 vectors = embed(documents, self.embedder(), self.batch_size, max_windows=self.windows)
                 topics, similarity = assign(vectors, matrix, ids, outliers)
         except Exception:
-            return record_failure(self.factory, lambda session, message: assignments.fail(session, assignment_id, message),
-                                  log, f"assignment {assignment_id} failed")
+            fail = lambda session, message: assignments.fail(session, assignment_id, message)  # noqa: E731
+            return record_failure(self.factory, fail, log, f"assignment {assignment_id} failed")
         with transaction(self.factory) as session:
             finished = assignments.finish(session, assignment_id, topics.tolist(), similarity.tolist())
         return "succeeded" if finished else "skipped"
