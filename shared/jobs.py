@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from shared import search, work
-from shared.models import Assignment, Document, Job, JobArray, LabelRun, Theme, Topic, WorkItem, utcnow
+from shared.models import Assignment, Document, Job, JobArray, LabelRun, Theme, Topic, TopicMerge, WorkItem, utcnow
 
 INSERT_BATCH = 5_000
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -173,7 +173,7 @@ def delete_job(session: Session, job_id: str) -> bool:
         return False
     search.unindex_job(session, job_id)
     # Every table of a job, also where foreign keys don't cascade (SQLite without the pragma).
-    for table in (Document, Topic, Theme, JobArray, WorkItem, LabelRun, Assignment):
+    for table in (Document, Topic, Theme, JobArray, WorkItem, LabelRun, Assignment, TopicMerge):
         session.execute(delete(table).where(table.job_id == job_id))
     session.execute(delete(Job).where(Job.id == job_id))
     return True

@@ -194,3 +194,6 @@ class Assignment(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+from shared.merge_model import TopicMerge  # noqa: E402,F401  (on Base.metadata for Alembic; it imports Base)

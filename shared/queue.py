@@ -20,6 +20,7 @@ from shared.settings import Settings
 WORK = "topicq.work"
 RELABEL = "topicq.relabel"
 ASSIGN = "topicq.assign"
+MERGE = "topicq.merge"
 QUEUES = {"gpu": "topicq.gpu", "cpu": "topicq.cpu"}  # work kind -> Celery queue (a Redis list of that name)
 WORKER_KEY_PREFIX = "topicq:worker:"
 
@@ -57,6 +58,11 @@ def enqueue_relabel(app: Celery, run_id: str) -> None:
 def enqueue_assign(app: Celery, assignment_id: str) -> None:
     """Queue an assignment id (embedding work, on the accelerator's queue); call only after its row is committed."""
     app.send_task(ASSIGN, args=[assignment_id], queue=QUEUES["gpu"])
+
+
+def enqueue_merge(app: Celery, merge_id: str) -> None:
+    """Queue a topic merge id (embedding model and LLM: accelerator work); call only after its row is committed."""
+    app.send_task(MERGE, args=[merge_id], queue=QUEUES["gpu"])
 
 
 def waiting_messages(client: redis.Redis, kind: str) -> int:

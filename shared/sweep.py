@@ -17,9 +17,9 @@ import redis
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import assignments, label_runs, work
+from shared import assignments, label_runs, merges, work
 from shared.db import transaction
-from shared.queue import QUEUES, enqueue_assign, enqueue_relabel, ring, waiting_messages
+from shared.queue import QUEUES, enqueue_assign, enqueue_merge, enqueue_relabel, ring, waiting_messages
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ class SweepReport:
     rung: dict[str, int] = field(default_factory=dict)  # doorbells rung per queue
     relabels: int = 0  # queued re-label runs sent again
     assignments: int = 0  # queued assignments sent again
+    merges: int = 0  # queued topic merges sent again
 
 
 def sweep(factory: sessionmaker[Session], app: Celery, client: redis.Redis, stale_after: timedelta) -> SweepReport:
@@ -37,6 +38,7 @@ def sweep(factory: sessionmaker[Session], app: Celery, client: redis.Redis, stal
         ready = work.sweep(session, stale_after)
         queued_runs = label_runs.requeue_stale_runs(session, stale_after)
         queued_assignments = assignments.requeue_stale(session, stale_after)
+        queued_merges = merges.requeue_stale(session, stale_after)
     report = SweepReport(ready=ready)
     for kind in QUEUES:
         missing = ready.get(kind, 0) - waiting_messages(client, kind)
@@ -53,7 +55,12 @@ def sweep(factory: sessionmaker[Session], app: Celery, client: redis.Redis, stal
         for assignment_id in queued_assignments:  # a duplicate finds it claimed already
             enqueue_assign(app, assignment_id)
         report.assignments = len(queued_assignments)
-    if report.rung or report.relabels or report.assignments:
-        log.info("sweep: rang %s for ready work, re-sent %d re-label run(s) and %d assignment(s)", report.rung,
-                 report.relabels, report.assignments)
+    others = ready.get("gpu", 0) + len(queued_runs) + len(queued_assignments)
+    if queued_merges and waiting_messages(client, "gpu") < len(queued_merges) + others:
+        for merge_id in queued_merges:  # a duplicate finds it claimed already
+            enqueue_merge(app, merge_id)
+        report.merges = len(queued_merges)
+    if report.rung or report.relabels or report.assignments or report.merges:
+        log.info("sweep: rang %s for ready work, re-sent %d re-label run(s), %d assignment(s) and %d merge(s)",
+                 report.rung, report.relabels, report.assignments, report.merges)
     return report

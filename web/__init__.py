@@ -25,9 +25,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         "celery": make_celery(settings, name="topicq-web"),
     }
 
-    from web import api, assign, errors, exports, maps, pages, search, topics
+    from web import api, assign, errors, exports, maps, merge, pages, search, topics
 
-    for blueprint in (api.bp, pages.bp, topics.bp, search.bp, exports.bp, maps.bp, assign.bp):
+    for blueprint in (api.bp, pages.bp, topics.bp, search.bp, exports.bp, maps.bp, assign.bp, merge.bp):
         app.register_blueprint(blueprint)
     errors.init_app(app)
     return app

@@ -12,7 +12,7 @@ from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from shared import jobs, label_runs, work
+from shared import jobs, label_runs, merges, work
 from shared.models import Job
 from shared.prompts import validate_template
 from shared.queue import QUEUES, enqueue_relabel, redis_client, worker_states
@@ -260,6 +260,8 @@ def start_relabel(job_id: str, prompt: str | None):
     in_progress = ApiError(409, "relabel_in_progress", f"job {job_id} is being re-labelled already")
     if label_runs.active_run(session, job_id) is not None:
         raise in_progress
+    if merges.active_merge(session, job_id) is not None:  # its labels would go to the topics before the merge
+        raise ApiError(409, "edit_in_progress", f"job {job_id} has a topic merge queued or running; try again after it")
     try:
         run = label_runs.create_run(session, job_id, prompt)
         session.commit()  # commit first, then queue

@@ -11,6 +11,7 @@ from shared.schemas import DocumentMove, TopicRename
 from web import context
 from web.api import API, _int_arg, json_object, succeeded_job_or_409, topic_public
 from web.errors import ApiError
+from web.merge import refuse_while_merging
 
 bp = Blueprint("topics", __name__)
 PAGE = 50  # documents per page of a topic's list
@@ -24,7 +25,9 @@ def topic_or_404(job_id: str, topic: int) -> Topic:
 
 
 def _edit(fn, *args):
-    """Run an edit and commit it; an ``EditError`` becomes a 400 with its one-line reason."""
+    """Run an edit and commit it; an ``EditError`` becomes a 400 with its one-line reason. Refused (409) while a
+    merge of the job is queued or running: it would overwrite the edit."""
+    refuse_while_merging(args[0])
     session = context.db()
     try:
         result = fn(session, *args)

@@ -22,13 +22,14 @@ from celery import signals
 from shared import work
 from shared.db import make_engine, make_session_factory, transaction
 from shared.models import WorkItem
-from shared.queue import ASSIGN, RELABEL, WORK, make_celery, publish_worker_state, redis_client, ring
+from shared.queue import ASSIGN, MERGE, RELABEL, WORK, make_celery, publish_worker_state, redis_client, ring
 from shared.settings import get_settings
 from shared.storage import LocalArtifactStore
 from shared.sweep import sweep
 from worker import models as model_registry
 from worker.pipeline.run import PipelineConfig
 from worker.assigner import AssignRunner
+from worker.merger import MergeRunner
 from worker.relabel import RelabelRunner
 from worker.stages import Chunking, StageRunner
 
@@ -129,6 +130,31 @@ def assign_documents(assignment_id: str) -> None:
     finally:
         _state.update(status="ready", stage=None)
     log.info("assignment %s: %s", assignment_id, status)
+
+
+@lru_cache
+def merger() -> MergeRunner:
+    return MergeRunner(
+        factory=_sessions(),
+        store=LocalArtifactStore(settings.data_dir / "artifacts"),
+        embedder=lambda: model_registry.get_models(settings, labeler=LABELS).embedder,
+        labeler=lambda: model_registry.get_models(settings, labeler=True).labeler,
+        embedding_model_ref=settings.embedding_model,
+        doc_tokens=settings.llm_doc_tokens,
+        doc_count=settings.llm_docs,
+        stale_after=settings.stale_job_after,
+        heartbeat_seconds=settings.heartbeat_seconds,
+    )
+
+
+@app.task(name=MERGE)
+def merge_topics(merge_id: str) -> None:
+    _state.update(status="busy", stage="merge")
+    try:
+        status = merger().run(merge_id)
+    finally:
+        _state.update(status="ready", stage=None)
+    log.info("topic merge %s: %s", merge_id, status)
 
 
 def _beat(hostname: str, stop: threading.Event) -> None:
