@@ -28,7 +28,9 @@ class AssignRunner:
     store: ArtifactStore
     embedder: Callable[[], object]  # loaded once per process
     batch_size: int = 64
-    windows: int = 4
+    # Each new document is embedded as BERTopic's own transform embeds it (the model's input, truncated), not
+    # averaged over windows like a job's documents, so the downloaded model's ``transform`` agrees with this.
+    windows: int = 1
     stale_after: timedelta = timedelta(minutes=1)
     heartbeat_seconds: float = 5.0
 

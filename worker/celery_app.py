@@ -99,7 +99,6 @@ def assigner() -> AssignRunner:
         store=LocalArtifactStore(settings.data_dir / "artifacts"),
         embedder=lambda: model_registry.get_models(settings, labeler=LABELS).embedder,
         batch_size=settings.embedding_batch_size,
-        windows=settings.embedding_windows,
         stale_after=settings.stale_job_after,
         heartbeat_seconds=settings.heartbeat_seconds,
     )
