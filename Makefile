@@ -50,6 +50,7 @@ bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.labels
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.embed
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.quality --variants
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.map
 
 clean:
 	rm -rf $(VENV) .pytest_cache
