@@ -36,9 +36,11 @@ class Progress:
     screenshot_at: float | None  # the bar's value when the screenshot was taken
 
 
-def watch_progress(page: Page, timeout: float, every: float = 0.25, shot: str = "journey-progress") -> Progress:
+def watch_progress(page: Page, timeout: float, every: float = 0.25, shot: str = "journey-progress",
+                   shot_from: float = 0.3) -> Progress:
     """Samples ``#bar`` every ``every`` seconds until the page (reloaded by progress.js) shows the results table;
-    takes one screenshot once the bar is between 0 and 1. Raises AssertionError if the page says the job failed."""
+    takes one screenshot once the bar is at ``shot_from`` or more, below 1 (past the first stage, so it shows
+    several). Raises AssertionError if the page says the job failed."""
     values: list[float] = []
     started = time.monotonic()
     shot_at = None
@@ -53,7 +55,7 @@ def watch_progress(page: Page, timeout: float, every: float = 0.25, shot: str = 
         assert state["failed"] is None, f"the job page says: {state['failed']}"
         if state["bar"] is not None:
             values.append(float(state["bar"]))
-            if shot_at is None and 0 < values[-1] < 1:
+            if shot_at is None and shot_from <= values[-1] < 1:
                 try:
                     screenshot(page, shot)
                     shot_at = values[-1]
@@ -117,16 +119,16 @@ def x_share(page: Page) -> float:
     }""")
 
 
-def wheel_zoom(page: Page, x: float, y: float, share: float, max_turns: int = 60) -> float:
-    """Turns the mouse wheel over client (x, y) until the visible x range is below ``share`` of the map's;
-    returns the share reached."""
+def wheel_zoom(page: Page, x: float, y: float, share: float, max_turns: int = 40) -> float:
+    """Turns the mouse wheel over client (x, y), one notch at a time, until the visible x range is below
+    ``share`` of the map's; returns the share reached."""
     page.mouse.move(x, y)
     reached = x_share(page)
     for _ in range(max_turns):
         if reached < share:
             break
         page.mouse.wheel(0, -120)
-        page.wait_for_timeout(60)
+        page.wait_for_timeout(400)  # plotly applies a wheel zoom to the axes' ranges after a short pause
         reached = x_share(page)
     return reached
 

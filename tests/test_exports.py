@@ -149,8 +149,10 @@ def peak_bytes(client, url: str) -> int:
         tracemalloc.stop()
 
 
-def test_export_memory_stays_flat_as_the_job_grows(client, sessions):
+def test_export_memory_stays_flat_as_the_job_grows(client, sessions, settings):
     """Four times the documents must not take four times the memory: only a page is held at a time."""
+    if not settings.sqlalchemy_url.startswith("sqlite"):
+        pytest.skip("measured on SQLite: the paging is the same code on both (PostgreSQL gave the same peaks)")
     small, large = make_finished_job(sessions, n_docs=25_000), make_finished_job(sessions, n_docs=100_000)
     for ext in FORMATS:
         peaks = [peak_bytes(client, f"/api/v1/jobs/{job_id}/documents.{ext}") for job_id in (small, large)]

@@ -163,6 +163,7 @@ def test_a_user_uploads_a_file_watches_it_run_and_works_with_its_topics(page, tm
         members = [d["index"] for d in documents if d["topic"] == largest["topic"]]
         centre = screen(page, documents).points[members].mean(axis=0)
         share = wheel_zoom(page, *centre, share=0.3)
+        print(f"zoomed in to {share:.2f} of the map's width")
         assert share < 0.3, f"the mouse wheel zoomed the map to {share:.2f} of its width only"
         page.wait_for_function("(name) => [...document.querySelectorAll('#map .annotation-text')]"
                                ".some(e => e.textContent === name)", arg=NEW_NAME, timeout=10_000)
