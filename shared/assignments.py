@@ -7,13 +7,14 @@ import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
+from shared import runs
 from shared.models import Assignment
 from shared.work import db_now
 
-ACTIVE = ("queued", "running")
+ACTIVE = runs.ACTIVE
 
 
 def create(session: Session, job_id: str, documents: Sequence[str]) -> Assignment:
@@ -28,27 +29,11 @@ def get(session: Session, assignment_id: str) -> Assignment | None:
 
 
 def claim(session: Session, assignment_id: str, stale_after: timedelta) -> bool:
-    """Queued, or running on a worker silent for ``stale_after``: now running here."""
-    now = db_now(session)
-    result = session.execute(
-        update(Assignment)
-        .where(
-            Assignment.id == assignment_id,
-            (Assignment.status == "queued")
-            | ((Assignment.status == "running") & (Assignment.heartbeat_at < now - stale_after)),
-        )
-        .values(status="running", started_at=now, heartbeat_at=now)
-    )
-    return result.rowcount == 1
+    return runs.claim(session, Assignment, assignment_id, stale_after)
 
 
 def beat(session: Session, assignment_id: str) -> bool:
-    result = session.execute(
-        update(Assignment)
-        .where(Assignment.id == assignment_id, Assignment.status == "running")
-        .values(heartbeat_at=db_now(session))
-    )
-    return result.rowcount == 1
+    return runs.beat(session, Assignment, assignment_id)
 
 
 def finish(session: Session, assignment_id: str, topics: Sequence[int], similarities: Sequence[float]) -> bool:
@@ -62,26 +47,12 @@ def finish(session: Session, assignment_id: str, topics: Sequence[int], similari
 
 
 def fail(session: Session, assignment_id: str, message: str) -> None:
-    session.execute(
-        update(Assignment)
-        .where(Assignment.id == assignment_id, Assignment.status.in_(ACTIVE))
-        .values(status="failed", error=message, finished_at=db_now(session))
-    )
+    runs.fail(session, Assignment, assignment_id, message)
 
 
 def requeue_stale(session: Session, older_than: timedelta) -> list[str]:
     """Running assignments whose worker went silent go back to queued; returns every queued id, oldest first."""
-    session.execute(
-        update(Assignment)
-        .where(
-            Assignment.status == "running",
-            Assignment.heartbeat_at.is_(None) | (Assignment.heartbeat_at < db_now(session) - older_than),
-        )
-        .values(status="queued")
-    )
-    return list(
-        session.scalars(select(Assignment.id).where(Assignment.status == "queued").order_by(Assignment.created_at))
-    )
+    return runs.requeue_stale(session, Assignment, older_than)
 
 
 def delete_of_job(session: Session, job_id: str) -> None:

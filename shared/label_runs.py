@@ -8,10 +8,11 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from shared import runs
 from shared.models import LabelRun, Topic
 from shared.work import db_now
 
-ACTIVE = ("queued", "running")
+ACTIVE = runs.ACTIVE
 
 
 def create_run(session: Session, job_id: str, prompt: str | None) -> LabelRun:
@@ -35,46 +36,21 @@ def active_run(session: Session, job_id: str) -> LabelRun | None:
 
 def claim_run(session: Session, run_id: str, stale_after: timedelta) -> bool:
     """Like ``jobs.claim``: queued, or running on a worker silent for ``stale_after``."""
-    now = db_now(session)
-    result = session.execute(
-        update(LabelRun)
-        .where(
-            LabelRun.id == run_id,
-            (LabelRun.status == "queued")
-            | ((LabelRun.status == "running") & (LabelRun.heartbeat_at < now - stale_after)),
-        )
-        .values(status="running", started_at=now, heartbeat_at=now, progress=0.0)
-    )
-    return result.rowcount == 1
+    return runs.claim(session, LabelRun, run_id, stale_after, progress=0.0)
 
 
 def report_run_progress(session: Session, run_id: str, progress: float) -> None:
-    session.execute(
-        update(LabelRun)
-        .where(LabelRun.id == run_id, LabelRun.status == "running")
-        .values(progress=progress, heartbeat_at=db_now(session))
-    )
+    runs.beat(session, LabelRun, run_id, progress=progress)
 
 
 def beat_run(session: Session, run_id: str) -> bool:
-    result = session.execute(
-        update(LabelRun).where(LabelRun.id == run_id, LabelRun.status == "running").values(heartbeat_at=db_now(session))
-    )
-    return result.rowcount == 1
+    return runs.beat(session, LabelRun, run_id)
 
 
 def requeue_stale_runs(session: Session, older_than: timedelta) -> list[str]:
     """Like ``jobs.requeue_stale``: running runs whose worker went silent go back to queued; returns every
     queued run id."""
-    session.execute(
-        update(LabelRun)
-        .where(
-            LabelRun.status == "running",
-            LabelRun.heartbeat_at.is_(None) | (LabelRun.heartbeat_at < db_now(session) - older_than),
-        )
-        .values(status="queued", progress=0.0)
-    )
-    return list(session.scalars(select(LabelRun.id).where(LabelRun.status == "queued").order_by(LabelRun.created_at)))
+    return runs.requeue_stale(session, LabelRun, older_than, progress=0.0)
 
 
 def finish_run(session: Session, run: LabelRun, labels: dict[int, tuple[str, str]]) -> bool:
@@ -97,8 +73,4 @@ def finish_run(session: Session, run: LabelRun, labels: dict[int, tuple[str, str
 
 
 def fail_run(session: Session, run_id: str, message: str) -> None:
-    session.execute(
-        update(LabelRun)
-        .where(LabelRun.id == run_id, LabelRun.status.in_(ACTIVE))
-        .values(status="failed", error=message, finished_at=db_now(session))
-    )
+    runs.fail(session, LabelRun, run_id, message)

@@ -16,12 +16,13 @@ import numpy as np
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from shared import runs
 from shared.jobs import ThemeRow, TopicRow
 from shared.merge_model import TopicMerge
 from shared.models import Job, JobArray, Theme, Topic
 from shared.work import db_now
 
-ACTIVE = ("queued", "running")
+ACTIVE = runs.ACTIVE
 
 
 def create(session: Session, job_id: str, topics: Sequence[int]) -> TopicMerge:
@@ -48,49 +49,20 @@ def active_merge(session: Session, job_id: str) -> TopicMerge | None:
 
 
 def claim(session: Session, merge_id: str, stale_after: timedelta) -> bool:
-    """Queued, or running on a worker silent for ``stale_after``: now running here."""
-    now = db_now(session)
-    result = session.execute(
-        update(TopicMerge)
-        .where(
-            TopicMerge.id == merge_id,
-            (TopicMerge.status == "queued")
-            | ((TopicMerge.status == "running") & (TopicMerge.heartbeat_at < now - stale_after)),
-        )
-        .values(status="running", started_at=now, heartbeat_at=now)
-    )
-    return result.rowcount == 1
+    return runs.claim(session, TopicMerge, merge_id, stale_after)
 
 
 def beat(session: Session, merge_id: str) -> bool:
-    result = session.execute(
-        update(TopicMerge)
-        .where(TopicMerge.id == merge_id, TopicMerge.status == "running")
-        .values(heartbeat_at=db_now(session))
-    )
-    return result.rowcount == 1
+    return runs.beat(session, TopicMerge, merge_id)
 
 
 def requeue_stale(session: Session, older_than: timedelta) -> list[str]:
     """Running merges whose worker went silent go back to queued; returns every queued id, oldest first."""
-    session.execute(
-        update(TopicMerge)
-        .where(
-            TopicMerge.status == "running",
-            TopicMerge.heartbeat_at.is_(None) | (TopicMerge.heartbeat_at < db_now(session) - older_than),
-        )
-        .values(status="queued")
-    )
-    query = select(TopicMerge.id).where(TopicMerge.status == "queued").order_by(TopicMerge.created_at)
-    return list(session.scalars(query))
+    return runs.requeue_stale(session, TopicMerge, older_than)
 
 
 def fail(session: Session, merge_id: str, message: str) -> None:
-    session.execute(
-        update(TopicMerge)
-        .where(TopicMerge.id == merge_id, TopicMerge.status.in_(ACTIVE))
-        .values(status="failed", error=message, finished_at=db_now(session))
-    )
+    runs.fail(session, TopicMerge, merge_id, message)
 
 
 def edited_since(session: Session, job_id: str, doc_topics: np.ndarray,
