@@ -25,9 +25,16 @@ def create_app(settings: Settings | None = None) -> Flask:
         "celery": make_celery(settings, name="topicq-web"),
     }
 
-    from web import api, assign, errors, exports, maps, merge, pages, search, topics
+    from web import (
+        api, assign, auth, errors, exports, health, limits, maps, merge, openapi, pages, search, security, topics,
+    )
 
-    for blueprint in (api.bp, pages.bp, topics.bp, search.bp, exports.bp, maps.bp, assign.bp, merge.bp):
+    for blueprint in (
+        api.bp, health.bp, pages.bp, topics.bp, search.bp, exports.bp, maps.bp, assign.bp, merge.bp, openapi.bp,
+    ):
         app.register_blueprint(blueprint)
     errors.init_app(app)
+    auth.init_app(app)  # who is asking: a session login for pages, an API token for the JSON API and the CLI
+    security.init_app(app)  # CSRF on forms, the origin check on the JSON API, security headers on every response
+    limits.init_app(app)  # rate limits on submissions and re-labels
     return app

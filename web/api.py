@@ -1,4 +1,4 @@
-"""The JSON API under /api/v1 (and /healthz)."""
+"""The JSON API under /api/v1 (/healthz lives in web/health.py)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,12 @@ import logging
 
 import redis
 from flask import Blueprint, Response, jsonify, request
-from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from shared import jobs, label_runs, merges, work
 from shared.models import Job
 from shared.prompts import validate_template
-from shared.queue import QUEUES, enqueue_relabel, redis_client, worker_states
+from shared.queue import enqueue_relabel, redis_client, worker_states
 from shared.schemas import (
     DocumentResult,
     DocumentsPublic,
@@ -293,31 +292,6 @@ def label_history(job_id: str):
 
 def run_json(run) -> dict:
     return LabelRunPublic.model_validate(run).model_dump(mode="json")
-
-
-@bp.get("/healthz")
-def healthz():
-    checks: dict[str, object] = {}
-    try:
-        context.db().execute(text("SELECT 1"))
-        checks["database"] = "ok"
-    except Exception as exc:
-        checks["database"] = f"error: {type(exc).__name__}"
-    try:
-        client = redis_client(context.settings())
-        client.ping()
-        checks["redis"] = "ok"
-        workers = worker_states(client)
-    except Exception as exc:
-        checks["redis"] = f"error: {type(exc).__name__}"
-        workers = []
-    checks["workers"] = workers
-    # Ready: a job can run end to end, i.e. a ready worker serves each queue (accelerator and CPU).
-    serving = {q for w in workers if w.get("ready") for q in w.get("queues") or QUEUES}
-    checks["worker_ready"] = set(QUEUES) <= serving
-    healthy = checks["database"] == "ok" and checks["redis"] == "ok"
-    checks["status"] = "ok" if healthy else "unavailable"
-    return jsonify(checks), 200 if healthy else 503
 
 
 def _int_arg(name: str, default: int, low: int, high: int) -> int:
