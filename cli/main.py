@@ -1,15 +1,18 @@
-"""``topicq``: up, web, worker, migrate, recover, submit, status."""
+"""``topicq``: up, web, worker, migrate, recover, users, submit, status."""
 
 from __future__ import annotations
 
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
 import click
 import requests
+from sqlalchemy.orm import Session
 
 from shared.schemas import FINISHED
 from shared.settings import get_settings
@@ -93,6 +96,71 @@ def recover(stale_minutes: float | None) -> None:
                f"re-label runs re-sent: {report.relabels}")
 
 
+@cli.group()
+def users() -> None:
+    """Accounts, for TOPICQ_AUTH=token: each user sees only their own jobs (admins see all)."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--admin", is_flag=True, help="May see, cancel and delete every user's jobs.")
+def users_add(name: str, admin: bool) -> None:
+    """Create user NAME and print their API token (shown this once; only its hash is stored)."""
+    from shared import users as accounts
+
+    with _user_session() as session:
+        try:
+            user, token = accounts.add_user(session, name, admin=admin)
+        except accounts.UserError as exc:
+            raise click.ClickException(str(exc)) from None
+        session.commit()
+    click.echo(f"user {user.name}{' (admin)' if admin else ''} created. API token, shown only now:")
+    click.echo(token)
+    click.echo("Sign in to the pages with it, or give it to the CLI and API clients: TOPICQ_TOKEN=... or "
+               "'Authorization: Bearer ...'.", err=True)
+
+
+@users.command("token")
+@click.argument("name")
+def users_token(name: str) -> None:
+    """Give user NAME a new API token; the old one, and every page session opened with it, stop working."""
+    from shared import users as accounts
+
+    with _user_session() as session:
+        try:
+            token = accounts.rotate_token(session, name)
+        except accounts.UserError as exc:
+            raise click.ClickException(str(exc)) from None
+        session.commit()
+    click.echo(token)
+
+
+@users.command("list")
+def users_list() -> None:
+    """List the users."""
+    from shared import users as accounts
+
+    with _user_session() as session:
+        for user in accounts.list_users(session):
+            click.echo(f"{user.name}\t{'admin' if user.is_admin else 'user'}\tsince {user.created_at:%Y-%m-%d}")
+
+
+@contextmanager
+def _user_session() -> Iterator[Session]:
+    """A session on the migrated database (the users commands may run before the service ever started)."""
+    from shared.db import make_engine, make_session_factory
+    from shared.db import migrate as apply
+
+    settings = get_settings()
+    apply(settings)
+    engine = make_engine(settings)
+    try:
+        with make_session_factory(engine)() as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
 @cli.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--name", default=None, help="Job name (default: the file name).")
@@ -164,8 +232,10 @@ def _print_result(base: str, job: dict) -> None:
 
 
 def _request(method: str, url: str, **kwargs) -> requests.Response:
+    token = get_settings().token
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = requests.request(method, url, timeout=120, **kwargs)
+        response = requests.request(method, url, timeout=120, headers=headers, **kwargs)
     except requests.ConnectionError:
         raise click.ClickException(f"cannot reach topicq at {url} (is `make run` running?)") from None
     if response.status_code >= 400:
@@ -173,7 +243,8 @@ def _request(method: str, url: str, **kwargs) -> requests.Response:
             message = response.json()["error"]["message"]
         except (ValueError, KeyError, TypeError):
             message = response.text[:200]
-        raise click.ClickException(f"{response.status_code}: {message}")
+        hint = " (set TOPICQ_TOKEN to your API token)" if response.status_code == 401 else ""
+        raise click.ClickException(f"{response.status_code}: {message}{hint}")
     return response
 
 

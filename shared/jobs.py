@@ -43,9 +43,10 @@ class ThemeRow:
 
 def create_job(
     session: Session, *, name: str | None, documents: Sequence[tuple[str, str | None]], params: dict,
-    priority: int = 0,
+    priority: int = 0, owner_id: int | None = None,
 ) -> Job:
-    """Insert a queued job with its documents ``(text, title)`` in submission order, and its first work item."""
+    """Insert a queued job with its documents ``(text, title)`` in submission order, and its first work item;
+    ``owner_id``: the user submitting it (None without accounts)."""
     job = Job(
         id=str(uuid.uuid4()),
         name=name,
@@ -56,6 +57,7 @@ def create_job(
         n_documents=len(documents),
         priority=priority,
         attempts=0,
+        owner_id=owner_id,
     )
     session.add(job)
     session.flush()
@@ -73,12 +75,25 @@ def get_job(session: Session, job_id: str) -> Job | None:
     return session.get(Job, job_id)
 
 
-def list_jobs(session: Session, limit: int = 50, offset: int = 0) -> list[Job]:
-    return list(session.scalars(select(Job).order_by(Job.created_at.desc()).limit(limit).offset(offset)))
+def list_jobs(session: Session, limit: int = 50, offset: int = 0, owner_id: int | None = None) -> list[Job]:
+    """Newest first; ``owner_id``: only that user's jobs (None: everyone's)."""
+    query = _owned(select(Job), owner_id).order_by(Job.created_at.desc(), Job.id)
+    return list(session.scalars(query.limit(limit).offset(offset)))
 
 
-def count_jobs(session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(Job)) or 0
+def count_jobs(session: Session, owner_id: int | None = None) -> int:
+    return session.scalar(_owned(select(func.count()).select_from(Job), owner_id)) or 0
+
+
+def count_unfinished(session: Session, owner_id: int) -> int:
+    """A user's jobs still queued or running."""
+    query = select(func.count()).select_from(Job).where(Job.owner_id == owner_id,
+                                                         Job.status.in_(("queued", "running")))
+    return session.scalar(query) or 0
+
+
+def _owned(query, owner_id: int | None):
+    return query if owner_id is None else query.where(Job.owner_id == owner_id)
 
 
 def load_documents(session: Session, job_id: str, start: int = 0, stop: int | None = None) -> list[str]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint, text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -25,6 +27,18 @@ SEARCH_OBJECTS = ("document_search", "ix_documents_search")
 def include_object(obj, name, type_, reflected, compare_to) -> bool:
     """Alembic's ``include_object`` hook: everything but the search objects."""
     return not (reflected and compare_to is None and (name or "").startswith(SEARCH_OBJECTS))
+
+
+class User(Base):
+    """Someone who may use the service when ``TOPICQ_AUTH=token``. Only a hash of the API token is kept."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex of the token
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Job(Base):
@@ -48,6 +62,8 @@ class Job(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # workers that died on it
     priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # higher runs first
     embedding_key: Mapped[str | None] = mapped_column(String(200))  # artifact key of its embeddings, once known
+    # Who submitted it (None: submitted without accounts, TOPICQ_AUTH=none); a user is removed with their jobs.
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
 
 
 class WorkItem(Base):

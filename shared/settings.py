@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from datetime import timedelta
 from functools import lru_cache
@@ -156,6 +157,39 @@ class Settings(BaseSettings):
         20.0, ge=0, description="How long an assign request waits for its answer before it answers 202 with "
         "the address to poll.",
     )
+    auth: Literal["auto", "none", "token"] = Field(
+        "auto",
+        description="Who may use the service. token: accounts (`topicq users add NAME`); the API wants "
+        "`Authorization: Bearer TOKEN`, the pages a login, and each user sees only their own jobs (admins see "
+        "all). none: no accounts, everyone sees every job. auto: none when the web listens on a loopback address "
+        "(TOPICQ_HOST 127.0.0.1, the default), token otherwise.",
+    )
+    token: str | None = Field(
+        None, description="API token the CLI (`submit`, `status`) sends when the service asks for one."
+    )
+    secret_key: str | None = Field(
+        None,
+        description="Signs page sessions and CSRF tokens. Unset: made once and kept in `secret_key` in the data "
+        "directory (set it when web servers on several machines must accept each other's sessions).",
+    )
+    rate_limit_submit: str = Field(
+        "20/minute;200/hour",
+        description="Submissions allowed per user and, separately, per client address (Flask-Limiter syntax, "
+        "counted in Redis); beyond it: 429 with Retry-After.",
+    )
+    rate_limit_work: str = Field(
+        "20/minute;200/hour",
+        description="Re-labels, merges and assign requests allowed per user and per client address (as above).",
+    )
+    max_queued_jobs: int = Field(
+        20, ge=1, description="Jobs one user may have queued or running at once (token mode); beyond it: 429."
+    )
+    behind_proxy: bool = Field(
+        False,
+        description="The web sits behind one reverse proxy (nginx, Caddy, a load balancer) that sets "
+        "X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host: trust them (the client's address for rate limits, "
+        "HTTPS for Secure cookies). Leave it false when clients reach the web directly: they could forge them.",
+    )
     log_level: str = Field("INFO", description="Log level of the web, worker and CLI.")
 
     @field_validator("data_dir", "model_dir")
@@ -170,6 +204,17 @@ class Settings(BaseSettings):
     @property
     def stale_job_after(self) -> timedelta:
         return timedelta(seconds=max(self.stale_after_seconds, 3 * self.heartbeat_seconds))
+
+    @property
+    def auth_mode(self) -> Literal["none", "token"]:
+        """``auth`` with auto resolved: accounts unless the web listens on loopback only."""
+        if self.auth != "auto":
+            return self.auth
+        try:
+            loopback = ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            loopback = self.host == "localhost"
+        return "none" if loopback else "token"
 
     @property
     def base_url(self) -> str:

@@ -15,6 +15,7 @@ from shared import jobs, label_runs, merges, work
 from shared.models import Job
 from shared.prompts import validate_template
 from shared.queue import enqueue_relabel, redis_client, worker_states
+from shared.sanitize import spreadsheet_safe
 from shared.schemas import (
     DocumentResult,
     DocumentsPublic,
@@ -31,7 +32,7 @@ from shared.schemas import (
     WorkersPublic,
 )
 from shared.storage import job_prefix
-from web import context, submit
+from web import auth, context, submit
 from web.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ MAX_PAGE = 10_000
 
 def job_or_404(job_id: str):
     job = jobs.get_job(context.db(), job_id) if "\x00" not in job_id else None
-    if job is None:
+    if job is None or not auth.may_see(job):  # another user's job does not exist for this one
         raise ApiError(404, "not_found", f"no job with id {job_id}")
     return job
 
@@ -103,8 +104,10 @@ def list_jobs():
     limit = _int_arg("limit", 50, 1, 500)
     offset = _int_arg("offset", 0, 0, 10**9)
     session = context.db()
+    owner = auth.visible_owner()
     return jsonify(
-        {"jobs": [job_json(j) for j in jobs.list_jobs(session, limit, offset)], "total": jobs.count_jobs(session)}
+        {"jobs": [job_json(j) for j in jobs.list_jobs(session, limit, offset, owner)],
+         "total": jobs.count_jobs(session, owner)}
     )
 
 
@@ -221,13 +224,6 @@ def get_themes(job_id: str):
     succeeded_job_or_409(job_id, "themes")
     themes = [ThemePublic.model_validate(t) for t in jobs.themes_of(context.db(), job_id)]
     return jsonify(ThemesPublic(themes=themes).model_dump(mode="json"))
-
-
-def spreadsheet_safe(cell):
-    """Text a spreadsheet would run as a formula gets a leading apostrophe (labels and documents are untrusted)."""
-    if isinstance(cell, str) and cell[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + cell
-    return cell
 
 
 @bp.get(f"{API}/jobs/<job_id>/documents")

@@ -16,9 +16,10 @@ log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.headers = headers or {}
 
 
 def error_response(status: int, code: str, message: str):
@@ -40,15 +41,16 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
-        return _maybe_page(exc.status, exc.code, exc.message)
+        body, status = page_or_json(exc.status, exc.code, exc.message)
+        return body, status, exc.headers
 
     @app.errorhandler(CorpusError)
     def _corpus_error(exc: CorpusError):
-        return _maybe_page(400, "bad_corpus", str(exc))
+        return page_or_json(400, "bad_corpus", str(exc))
 
     @app.errorhandler(ValidationError)
     def _validation_error(exc: ValidationError):
-        return _maybe_page(400, "invalid_request", validation_message(exc))
+        return page_or_json(400, "invalid_request", validation_message(exc))
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
@@ -56,15 +58,15 @@ def init_app(app: Flask) -> None:
         message = exc.description or exc.name
         if exc.code == 413:
             message = f"the request is larger than {app.config['MAX_CONTENT_LENGTH'] // (1024 * 1024)} MiB"
-        return _maybe_page(exc.code or 500, code, message)
+        return page_or_json(exc.code or 500, code, message)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return _maybe_page(500, "internal_error", "an unexpected error occurred; the server log has the details")
+        return page_or_json(500, "internal_error", "an unexpected error occurred; the server log has the details")
 
 
-def _maybe_page(status: int, code: str, message: str):
+def page_or_json(status: int, code: str, message: str):
     if _wants_json():
         return error_response(status, code, message)
     return render_template("error.html", status=status, message=message), status

@@ -9,7 +9,7 @@ from shared import corpus, jobs, label_runs
 from shared.prompts import MAIN_PROMPT
 from shared.schemas import JobParams
 from shared.storage import map_key, model_key
-from web import context, submit
+from web import auth, context, submit
 from web.api import job_or_404, job_public, remove_job, start_relabel, topics_payload
 from web.errors import validation_message
 
@@ -18,7 +18,13 @@ bp = Blueprint("pages", __name__)
 
 @bp.get("/")
 def index():
-    return render_template("index.html", jobs=jobs.list_jobs(context.db(), limit=50), params=JobParams(), error=None)
+    return index_page(error=None)
+
+
+def index_page(error: str | None):
+    """The submit form above this user's newest jobs; ``error``: why the last submission was refused."""
+    recent = jobs.list_jobs(context.db(), limit=50, owner_id=auth.visible_owner())
+    return render_template("index.html", jobs=recent, params=JobParams(), error=error)
 
 
 @bp.post("/jobs")
@@ -31,12 +37,7 @@ def create_job():
         job = submit.submit(submit.name_from(request.form, upload), docs, params, priority)
     except (corpus.CorpusError, ValidationError) as exc:
         message = validation_message(exc) if isinstance(exc, ValidationError) else str(exc)
-        return (
-            render_template(
-                "index.html", jobs=jobs.list_jobs(context.db(), limit=50), params=JobParams(), error=message
-            ),
-            400,
-        )
+        return index_page(error=message), 400
     return redirect(url_for("pages.job_page", job_id=job.id), code=303)
 
 

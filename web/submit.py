@@ -12,7 +12,8 @@ from shared import corpus, jobs
 from shared.models import Job
 from shared.queue import ring
 from shared.schemas import FormOptions, JobCreate, JobParams
-from web import context
+from web import auth, context
+from web.errors import ApiError
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,13 @@ def submit(name: str | None, docs: list[corpus.Doc], params: JobParams, priority
     name = corpus.without_nul(name) if name else name
     corpus.check_size(docs, settings.min_documents, settings.max_documents)
     session = context.db()
-    job = jobs.create_job(session, name=name, documents=docs, params=params.model_dump(mode="json"), priority=priority)
+    owner = auth.new_job_owner()
+    if owner is not None and jobs.count_unfinished(session, owner) >= settings.max_queued_jobs:
+        raise ApiError(429, "too_many_queued_jobs",
+                       f"you have {settings.max_queued_jobs} jobs queued or running, the most one user may have; "
+                       "submit again when one has finished", headers={"Retry-After": "30"})
+    job = jobs.create_job(session, name=name, documents=docs, params=params.model_dump(mode="json"),
+                          priority=priority, owner_id=owner)
     session.commit()  # commit first, then ring: a worker never looks for work that is not there yet
     try:
         ring(context.celery(), "gpu")
