@@ -3,6 +3,7 @@ Every route of a job is checked, so a new one that forgets the owner check fails
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 
@@ -16,6 +17,7 @@ from cli.redis_server import free_port
 from shared import users
 from shared.db import transaction
 from shared.models import Job, User
+from shared.queue import WORKER_KEY_PREFIX
 from shared.settings import Settings, get_settings
 from tests.factories import make_finished_job
 
@@ -245,3 +247,21 @@ def test_users_add_prints_a_token_once_and_stores_only_its_hash(token_settings, 
     job_id = re.search(r"job (\S+):", submitted.output).group(1)
     status = run_cli(["status", job_id], env={**env, "TOPICQ_TOKEN": token})
     assert status.exit_code == 0 and "queued" in status.output
+
+
+def test_the_workers_list_names_only_the_users_own_jobs(token_app, tokens, sessions, redis_client):
+    job_id = owned_finished_job(sessions, "alice")
+    key = WORKER_KEY_PREFIX + "test-gpu@host"
+    redis_client.set(key, json.dumps({"hostname": "test-gpu@host", "job": job_id, "stage": "embed",
+                                      "seen_at": "2026-12-02T10:00:00+00:00"}), ex=60)
+    try:
+        client = token_app.test_client()
+
+        def seen(name):
+            workers = client.get("/api/v1/workers", headers=bearer(tokens[name])).get_json()["workers"]
+            return {w["hostname"]: w["job"] for w in workers}.get("test-gpu@host", "absent")
+
+        assert seen("alice") == job_id and seen("root") == job_id
+        assert seen("bob") is None
+    finally:
+        redis_client.delete(key)

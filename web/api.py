@@ -155,7 +155,15 @@ def list_workers():
         message = f"Redis did not answer ({type(exc).__name__}); the workers report their state there"
         raise ApiError(503, "redis_unavailable", message) from None
     workers = [WorkerPublic.model_validate(state) for state in states]
+    for worker in workers:  # which job a worker is on is that job's owner's business
+        if worker.job is not None and not visible(worker.job):
+            worker.job = worker.stage = None
     return jsonify(WorkersPublic(workers=workers).model_dump(mode="json"))
+
+
+def visible(job_id: str) -> bool:
+    job = jobs.get_job(context.db(), job_id)
+    return job is not None and auth.may_see(job)
 
 
 def topics_payload(job_id: str) -> TopicsPublic:
