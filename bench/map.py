@@ -41,7 +41,7 @@ from shared.db import make_engine, make_session_factory, migrate
 from shared.settings import Settings
 from tests.browser import launch_chromium
 from tests.map_data import clustered_map, write_finished_job
-from web.maps import plotly_js
+from web.maps import PLOTLY_JS
 
 PAGE = '{% extends "base.html" %}{% block content %}{% include "_map.html" %}{% endblock %}'
 SVG_LIMIT_S = 60.0
@@ -280,7 +280,7 @@ def main() -> None:
                 rows.append(raw_webgl(browser, n))
             browser.close()
         server.shutdown()
-    plotly_bytes = plotly_js().stat().st_size
+    plotly_bytes = PLOTLY_JS.stat().st_size
     print()
     print(f"load average (1 min) before: {load_before:.2f}, after: {os.getloadavg()[0]:.2f}")
     print(f"CPU: {cpu()}; Chromium {version} headless, WebGL renderer: {renderer}")

@@ -132,7 +132,7 @@ def test_a_user_uploads_a_file_watches_it_run_and_works_with_its_topics(page, tm
         page.wait_for_selector('#map[data-ready="1"]', timeout=60_000)
         page.fill("#map-query", word)
         page.press("#map-query", "Enter")
-        page.wait_for_function("!['', 'searching…'].includes(document.getElementById('map-status').textContent)")
+        page.wait_for_function("() => !['', 'searching…'].includes(document.getElementById('map-status').textContent)")
         assert page.text_content("#map-status").startswith(f"{total} documents match")
         assert page.get_attribute("#map", "data-highlighted") == str(total)
 

@@ -1,24 +1,46 @@
 """The document map in headless Chromium: a job of a few thousand clustered points drawn with WebGL, its labels by
-zoom, hover, the side panel, the topic filter, the outlier switch and search, on the job's page."""
+zoom, hover, the side panel, the topic filter, the outlier switch and search, on the job's page. Every test runs
+under the app's real Content-Security-Policy and fails on any violation of it; one tours the other pages and
+their forms, one checks the stylesheets vendored for plotly.js against what its bundle would insert."""
+
+from datetime import timedelta
 
 import numpy as np
 import pytest
 
-from shared import jobs
-from tests.browser import live_server, page, screenshot  # noqa: F401
+from shared import assignments, jobs
+from shared.db import transaction
+from tests.browser import ROOT, live_server, page, screenshot  # noqa: F401
 from tests.map_data import clustered_map, label_of, texts_of, write_finished_job
+from web.maps import PLOTLY_JS
+from web.security import CONTENT_SECURITY_POLICY
 
 N = 3000
 N_TOPICS = 10
 PROBE = 0  # a document placed alone in an empty part of the map, so the mouse finds it and nothing else
 PROBE_TITLE = "The probe document"
 MAP = ".doc-map"  # what the screenshots show
+# The id of the <style> element plotly.js's bundle makes for maplibre-gl's stylesheet unless one is in the page.
+MAPLIBRE_STYLE_ID = "9f215cf04c5486422605d13261cb87401f4e7763b6296af81e98efbc0130da53"
 
 
 @pytest.fixture
 def database_url(tmp_path):
     """SQLite only: what the browser sees does not depend on the database (test_map.py runs both)."""
     return f"sqlite:///{tmp_path / 'topicq.db'}"
+
+
+@pytest.fixture(autouse=True)
+def csp_violations(page):  # noqa: F811
+    """Every ``securitypolicyviolation`` event of any page the test opens (the app's real CSP headers), reported
+    to Python as it fires, so a navigation loses none; the test fails if there was any."""
+    seen: list[dict] = []
+    page.expose_function("__cspViolation", lambda violation: seen.append(violation))
+    page.add_init_script("""document.addEventListener("securitypolicyviolation", (e) => window.__cspViolation({
+        page: location.pathname, directive: e.violatedDirective, blocked: e.blockedURI, sample: e.sample,
+        source: e.sourceFile + ":" + e.lineNumber}));""")
+    yield seen
+    assert seen == [], f"the pages broke their Content-Security-Policy: {seen}"
 
 
 @pytest.fixture
@@ -146,7 +168,7 @@ def test_search_highlights_the_matches_or_says_it_is_unavailable(page, live_serv
     word = data.keywords[4][0]
     page.fill("#map-query", word)
     page.press("#map-query", "Enter")
-    page.wait_for_function("!['', 'searching…'].includes(document.getElementById('map-status').textContent)")
+    page.wait_for_function("() => !['', 'searching…'].includes(document.getElementById('map-status').textContent)")
     answer = app.test_client().get(f"/api/v1/jobs/{job_id}/search/indices", query_string={"q": word})
     if answer.status_code != 200:
         assert page.text_content("#map-status") == "search is unavailable"
@@ -157,19 +179,93 @@ def test_search_highlights_the_matches_or_says_it_is_unavailable(page, live_serv
     screenshot(page, "map-search", MAP)
 
 
-def test_the_map_is_drawn_with_svg_where_the_page_forbids_what_webgl_needs(  # noqa: F811
-        page, live_server, map_job, app):  # noqa: F811
-    """plotly's WebGL code (regl) compiles functions at run time; a CSP without 'unsafe-eval' forbids that."""
+def test_the_map_is_drawn_with_svg_where_the_browser_has_no_webgl(page, live_server, map_job):  # noqa: F811
+    """An old browser, a blocklisted GPU or WebGL switched off: no WebGL context for plotly's scattergl."""
     job_id, _ = map_job
-
-    @app.after_request
-    def strict_policy(response):
-        response.headers["Content-Security-Policy"] = "script-src 'self'"  # styles left alone
-        return response
-
+    page.add_init_script("""(() => { const getContext = HTMLCanvasElement.prototype.getContext;
+        HTMLCanvasElement.prototype.getContext = function (kind, ...rest) {
+          return String(kind).includes("webgl") ? null : getContext.call(this, kind, ...rest); }; })();""")
     open_map(page, live_server, job_id)
     assert page.get_attribute("#map", "data-renderer") == "svg"
     assert page.locator("#map .no-webgl").count() == 0
     assert page.locator("#map .scatterlayer .point").count() == N
     assert page.text_content("#map-status").startswith("WebGL is unavailable")
     screenshot(page, "map-without-webgl", MAP)
+
+
+def test_every_page_keeps_to_the_content_security_policy_and_its_forms_work(  # noqa: F811
+        page, live_server, map_job, sessions, csp_violations):  # noqa: F811
+    """The app's real headers on each page (csp_violations fails the test on any violation); the forms post their
+    CSRF token, and the delete button asks first (no inline handler)."""
+    job_id, data = map_job
+    with transaction(sessions) as session:
+        assignment = assignments.create(session, job_id, ["a new document about gardens", "and one more"])
+    with transaction(sessions) as session:
+        assert assignments.claim(session, assignment.id, stale_after=timedelta(minutes=1))
+        assignments.finish(session, assignment.id, [3, -1], [0.8, 0.1])
+    doomed = write_finished_job(sessions, clustered_map(60, 3, seed=5), name="to delete")
+    word = data.keywords[4][0]
+    tour = {
+        "/": "New job",
+        f"/jobs/{job_id}": "map job",
+        f"/jobs/{job_id}/topics/3": label_of(data, 3),
+        f"/jobs/{job_id}/search?q={word}": "Search its",
+        f"/jobs/{job_id}/assign/{assignment.id}": "New documents in this job's topics",
+        "/jobs/no-such-job": "Error 404",
+    }
+    for path, heading in tour.items():
+        response = page.goto(live_server + path)
+        assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY, path
+        assert response.headers["x-frame-options"] == "DENY"
+        assert heading in page.text_content("h1"), path
+        if path == f"/jobs/{job_id}":
+            page.wait_for_selector('#map[data-ready="1"]', timeout=60_000)
+            assert page.get_attribute("#map", "data-renderer") == "webgl"
+            assert page.locator("style").count() == 0  # plotly took its rules from the linked files
+            # plotly.css applies: the mode bar sits in the plot's corner, hidden until the plot is hovered
+            assert page.evaluate("getComputedStyle(document.querySelector('#map .modebar')).position") == "absolute"
+        page.wait_for_timeout(200)  # violations are reported asynchronously
+
+    page.goto(f"{live_server}/jobs/{job_id}/topics/3")
+    page.fill("form.rename input[name=label]", "Renamed in the browser")
+    page.click("form.rename button:has-text('Save')")
+    page.wait_for_url(f"**/jobs/{job_id}/topics/3")
+    assert page.text_content("#topic-label") == "Renamed in the browser"
+
+    page.goto(f"{live_server}/jobs/{doomed}")
+    questions = []
+    page.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.dismiss()))
+    page.click("button:has-text('Delete job')")
+    assert questions == ["Delete this job with its documents and results?"]
+    assert page.url.endswith(f"/jobs/{doomed}")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("button:has-text('Delete job')")
+    page.wait_for_url(f"{live_server}/")
+    with sessions() as session:
+        assert jobs.get_job(session, doomed) is None and jobs.get_job(session, job_id) is not None
+    assert csp_violations == []
+
+
+def recorded_styles(page) -> tuple[list[str], str]:  # noqa: F811
+    """What plotly.js inserts when it loads on a page without a CSP: its rules (insertRule calls, in cascade
+    order: each goes in at index 0) and the text of maplibre-gl's <style> element."""
+    page.set_content("<!doctype html><html><head></head><body></body></html>")
+    page.evaluate("""() => { window.__rules = []; const insertRule = CSSStyleSheet.prototype.insertRule;
+        CSSStyleSheet.prototype.insertRule = function (rule, index) {
+          window.__rules.push([rule, index]); return insertRule.call(this, rule, index); }; }""")
+    page.add_script_tag(path=str(PLOTLY_JS))
+    rules = page.evaluate("() => window.__rules")
+    assert {index for _, index in rules} == {0}
+    maplibre = page.evaluate("(id) => document.getElementById(id).textContent", MAPLIBRE_STYLE_ID)
+    return [rule for rule, _ in reversed(rules)], maplibre
+
+
+def test_the_vendored_stylesheets_hold_what_plotly_would_insert(page):  # noqa: F811
+    rules, maplibre = recorded_styles(page)
+    vendor = PLOTLY_JS.parent
+    plotly_css = (vendor / "plotly.css").read_text(encoding="utf-8").split("*/\n", 1)[1]
+    assert plotly_css.splitlines() == rules, "plotly.css must hold these rules:\n" + "\n".join(rules)
+    assert (vendor / "maplibre-gl.css").read_text(encoding="utf-8").split("*/\n", 1)[1] == maplibre + "\n"
+    template = (ROOT / "web" / "templates" / "_map.html").read_text()
+    assert f'id="{MAPLIBRE_STYLE_ID}"' in template
+    assert 'id="plotly.js-style-global" class="no-inline-styles"' in template

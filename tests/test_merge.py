@@ -22,6 +22,7 @@ from shared.merge_model import TopicMerge
 from shared.storage import LocalArtifactStore, map_key
 from shared.work import db_now
 from tests.factories import drain_queue, make_finished_job, make_job
+from tests.forms import post_form
 from tests.test_api import assert_error
 from tests.conftest import read_corpus
 from tests.test_stages import ScriptedLabeler, drive, make_runner
@@ -198,15 +199,15 @@ def test_the_job_page_form_queues_a_merge_and_shows_its_status(client, settings,
     job_id = make_finished_job(sessions, label="First <b>topic</b>")
     page = client.get(f"/jobs/{job_id}").get_data(as_text=True)
     assert page.count('name="topics"') == 2 and "First &lt;b&gt;topic&lt;/b&gt;" in page
-    response = client.post(f"/jobs/{job_id}/merge", data={"topics": ["0", "1"]})
+    response = post_form(client, f"/jobs/{job_id}/merge", data={"topics": ["0", "1"]})
     assert response.status_code == 303 and response.headers["Location"].endswith(f"/jobs/{job_id}")
     (merge,) = client.get(f"/api/v1/jobs/{job_id}/merges").get_json()["merges"]
     assert merge["topics"] == [0, 1] and drain_queue(settings, shared.queue.MERGE) == [merge["id"]]
     page = client.get(f"/jobs/{job_id}").get_data(as_text=True)
     assert 'status-queued">queued' in page and 'name="topics"' not in page  # no second merge while this one waits
-    assert client.post(f"/jobs/{job_id}/merge", data={"topics": ["0", "1"]}).status_code == 409
+    assert post_form(client, f"/jobs/{job_id}/merge", data={"topics": ["0", "1"]}).status_code == 409
     assert_error(client.post(f"/api/v1/jobs/{job_id}/labels", json={}), 409, "edit_in_progress", "merge")
-    assert client.post(f"/jobs/{make_finished_job(sessions)}/merge", data={"topics": ["0"]}).status_code == 400
+    assert post_form(client, f"/jobs/{make_finished_job(sessions)}/merge", data={"topics": ["0"]}).status_code == 400
 
 
 def test_a_merge_of_a_job_without_stored_embeddings_fails_and_changes_nothing(client, sessions, tmp_path):

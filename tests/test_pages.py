@@ -5,12 +5,14 @@ import re
 from shared import work
 from shared.db import transaction
 from tests.factories import make_finished_job, make_job
+from tests.forms import post_form
 
 DOCS = "\n".join(f"document {i} about gardening and tomatoes" for i in range(8))
 
 
 def test_form_submission_lands_on_the_job_page(client):
-    response = client.post("/jobs", data={"text": DOCS, "name": "garden", "generate_labels": ["false", "true"], "nr_topics": ""})
+    response = post_form(client, "/jobs", data={"text": DOCS, "name": "garden", "generate_labels": ["false", "true"],
+                                                 "nr_topics": ""})
     assert response.status_code == 303
     page = client.get(response.headers["Location"]).get_data(as_text=True)
     assert "garden" in page and "8 documents" in page
@@ -18,25 +20,25 @@ def test_form_submission_lands_on_the_job_page(client):
 
 
 def test_the_form_takes_a_priority_and_refuses_one_out_of_range(client):
-    response = client.post("/jobs", data={"text": DOCS, "priority": "4"})
+    response = post_form(client, "/jobs", data={"text": DOCS, "priority": "4"})
     assert response.status_code == 303
     assert "priority 4" in client.get(response.headers["Location"]).get_data(as_text=True)
-    response = client.post("/jobs", data={"text": DOCS, "priority": "11"})
+    response = post_form(client, "/jobs", data={"text": DOCS, "priority": "11"})
     assert response.status_code == 400
     assert "priority: Input should be less than or equal to 10" in response.get_data(as_text=True)
 
 
 def test_a_pasted_corpus_larger_than_flasks_form_default_is_accepted(client, sessions):
     big = "\n".join(f"document {i} " + "word " * 120 for i in range(1200))  # about 750 kB
-    response = client.post("/jobs", data={"text": big})
+    response = post_form(client, "/jobs", data={"text": big})
     assert response.status_code == 303
 
 
 def test_form_errors_are_shown_on_the_form(client):
-    response = client.post("/jobs", data={"text": "too\nfew"})
+    response = post_form(client, "/jobs", data={"text": "too\nfew"})
     assert response.status_code == 400
     assert "a job needs at least 5 non-empty documents, got 2" in response.get_data(as_text=True)
-    response = client.post("/jobs", data={"text": DOCS, "min_topic_size": "1"})
+    response = post_form(client, "/jobs", data={"text": DOCS, "min_topic_size": "1"})
     assert response.status_code == 400
     assert "min_topic_size" in response.get_data(as_text=True)
 
@@ -55,7 +57,7 @@ def test_results_page_escapes_what_the_llm_wrote(client, sessions):
 def test_index_lists_jobs_and_the_job_page_can_cancel(client, sessions):
     job_id = make_job(sessions, name="listed job")
     assert "listed job" in client.get("/").get_data(as_text=True)
-    response = client.post(f"/jobs/{job_id}/cancel")
+    response = post_form(client, f"/jobs/{job_id}/cancel")
     assert response.status_code == 303
     assert "This job was cancelled" in client.get(f"/jobs/{job_id}").get_data(as_text=True)
 
@@ -84,7 +86,7 @@ def test_a_finished_job_page_shows_its_stage_times_and_deletes_the_job(client, s
     stages = re.search(r'<table id="stages".*?</table>', page, flags=re.DOTALL).group(0)
     assert re.findall(r"<td>(\w+)</td>", stages) == ["embed", "cluster", "label", "save"]
     assert stages.count("<td>1 / 1</td>") == 4 and stages.count("<td>1.0</td>") == 4 and "test-worker" in stages
-    response = client.post(f"/jobs/{job_id}/delete")
+    response = post_form(client, f"/jobs/{job_id}/delete")
     assert response.status_code == 303 and response.headers["Location"] == "/"
     assert client.get(f"/jobs/{job_id}").status_code == 404
     assert job_id not in client.get("/").get_data(as_text=True)
@@ -92,7 +94,7 @@ def test_a_finished_job_page_shows_its_stage_times_and_deletes_the_job(client, s
 
 def test_deleting_a_queued_job_from_its_page_says_to_cancel_it_first(client, sessions):
     job_id = make_job(sessions)
-    response = client.post(f"/jobs/{job_id}/delete")
+    response = post_form(client, f"/jobs/{job_id}/delete")
     assert response.status_code == 409
     assert "cancel it first" in response.get_data(as_text=True)
     assert client.get(f"/jobs/{job_id}").status_code == 200

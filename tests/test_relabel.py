@@ -4,6 +4,7 @@ run on the stored topics (labels scripted here; the end-to-end test re-labels wi
 from shared import jobs, label_runs
 from shared.queue import RELABEL
 from tests.factories import drain_queue, make_finished_job, make_job
+from tests.forms import post_form
 from tests.test_api import assert_error
 from worker.relabel import RelabelRunner
 
@@ -66,7 +67,7 @@ def test_the_results_page_button_queues_a_relabel_with_the_default_prompt(client
     assert "Re-label" in page and "[DOCUMENTS]" in page
     from shared.prompts import MAIN_PROMPT
 
-    response = client.post(f"/jobs/{job_id}/labels", data={"prompt": MAIN_PROMPT.replace("\n", "\r\n")})
+    response = post_form(client, f"/jobs/{job_id}/labels", data={"prompt": MAIN_PROMPT.replace("\n", "\r\n")})
     assert response.status_code == 303
     with sessions() as session:
         (run,) = label_runs.runs_of(session, job_id)

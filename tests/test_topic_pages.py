@@ -13,6 +13,7 @@ from shared import assignments
 from shared.db import transaction
 from shared.queue import ASSIGN
 from tests.factories import drain_queue, make_finished_job, make_job
+from tests.forms import post_form
 
 
 @pytest.fixture
@@ -68,7 +69,7 @@ def test_moving_a_document_changes_its_topic_and_the_sizes(client, job_id):
     listed = client.get(f"/api/v1/jobs/{job_id}/topics/1/documents?limit=100").json
     assert 1 in [d["index"] for d in listed["documents"]] and listed["total"] == sizes[1]
     # To the outliers, with the form a topic page has.
-    response = client.post(f"/jobs/{job_id}/documents/4/topic", data={"topic": "-1", "back_topic": "0"})
+    response = post_form(client, f"/jobs/{job_id}/documents/4/topic", data={"topic": "-1", "back_topic": "0"})
     assert response.status_code == 303 and response.headers["Location"].endswith(f"/jobs/{job_id}/topics/0")
     assert client.get(f"/api/v1/jobs/{job_id}/topics").json["n_outliers"] == after["n_outliers"] + 1
 
@@ -84,10 +85,10 @@ def test_the_topic_page_shows_its_representations_and_pages_its_documents(client
     second = client.get(f"/jobs/{job_id}/topics/0?offset=50").text
     assert "51–60 of 60" in second and "doc 178 text" in second and "doc 179 text" not in second
     assert "previous 50" in second
-    renamed = client.post(f"/jobs/{job_id}/topics/0/label", data={"label": "Renamed in the form"})
+    renamed = post_form(client, f"/jobs/{job_id}/topics/0/label", data={"label": "Renamed in the form"})
     assert renamed.status_code == 303
     assert "Renamed in the form" in client.get(renamed.headers["Location"]).text
-    client.post(f"/jobs/{job_id}/topics/0/label", data={"label": "", "reset": "1"})
+    post_form(client, f"/jobs/{job_id}/topics/0/label", data={"label": "", "reset": "1"})
     assert client.get(f"/api/v1/jobs/{job_id}/topics/0").json["label"] == "A label"
     assert client.get(f"/jobs/{job_id}/topics/5").status_code == 404
 

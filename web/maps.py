@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from importlib import metadata, resources
+import re
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,8 @@ from web.errors import ApiError
 
 bp = Blueprint("maps", __name__)
 ONE_YEAR = 365 * 24 * 3600
+# plotly.js's strict bundle (no eval: it runs under the pages' CSP), committed with its licence: vendor/README.md
+PLOTLY_JS = Path(__file__).resolve().parent / "static" / "vendor" / "plotly-strict.min.js"
 
 
 def map_arrays(job_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -96,36 +98,33 @@ def map_points(job_id: str):
     return response
 
 
-@bp.get(f"{API}/jobs/<job_id>/documents/<int:idx>")
-def map_document(job_id: str, idx: int):
+@bp.get(f"{API}/jobs/<job_id>/documents/<int:index>")
+def map_document(job_id: str, index: int):
     """One document for the map's hover and side panel: its title, full text, topic and topic label (None for an
     outlier)."""
     job = succeeded_job_or_409(job_id, "documents' results")
     session = context.db()
-    row = session.get(Document, (job_id, idx)) if idx < job.n_documents else None
+    row = session.get(Document, (job_id, index)) if index < job.n_documents else None
     if row is None:
-        raise ApiError(404, "not_found", f"job {job_id} has no document {idx} (it has {job.n_documents})")
-    topic_id = int(jobs.load_array(session, job_id, "topic")[idx])
+        raise ApiError(404, "not_found", f"job {job_id} has no document {index} (it has {job.n_documents})")
+    topic_id = int(jobs.load_array(session, job_id, "topic")[index])
     topic = session.get(Topic, (job_id, topic_id)) if topic_id >= 0 else None
     label = topic.shown_label if topic is not None else None
-    return jsonify({"index": idx, "title": row.title, "text": row.text, "topic": topic_id, "label": label})
-
-
-@functools.cache
-def plotly_js() -> Path:
-    """The plotly.js bundle inside the installed plotly package."""
-    return Path(str(resources.files("plotly") / "package_data" / "plotly.min.js"))
+    return jsonify({"index": index, "title": row.title, "text": row.text, "topic": topic_id, "label": label})
 
 
 @functools.cache
 def plotly_version() -> str:
-    """Goes into the script's URL, so an upgraded plotly is fetched anew despite the year-long cache lifetime."""
-    return metadata.version("plotly")
+    """The bundle's version, from its header comment. It goes into the script's URL, so a newer bundle is
+    fetched anew despite the year-long cache lifetime."""
+    with PLOTLY_JS.open(encoding="utf-8") as handle:
+        header = handle.read(200)
+    return re.search(r"plotly\.js \(strict - minified\) v(\S+)", header).group(1)
 
 
 @bp.get("/vendor/plotly.min.js")
 def vendor_plotly():
-    return send_file(plotly_js(), mimetype="text/javascript", max_age=ONE_YEAR, conditional=True)
+    return send_file(PLOTLY_JS, mimetype="text/javascript", max_age=ONE_YEAR, conditional=True)
 
 
 @bp.app_context_processor

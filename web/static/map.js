@@ -322,8 +322,7 @@
     let type = cfg.trace === "scatter" ? "scatter" : "scattergl";
     await plot(type);
     if (type === "scattergl" && el.querySelector(".no-webgl")) {
-      // No WebGL here (an old browser, or a page policy that forbids the code regl compiles): SVG draws the same
-      // map, slowly.
+      // No WebGL here (an old browser, a blocklisted GPU, WebGL switched off): SVG draws the same map, slowly.
       Plotly.purge(el);
       type = "scatter";
       await plot(type);
