@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from shared.models import Job, JobArray, Topic
+from shared.sanitize import one_line
 
 MAX_LABEL = 200
 OUTLIER = -1
@@ -26,12 +27,13 @@ class EditError(ValueError):
 
 
 def rename_topic(session: Session, job_id: str, topic: int, label: str | None) -> Topic:
-    """Give a topic the user's label (whitespace collapsed, at most MAX_LABEL characters); None or a blank label
-    goes back to the generated one. Raises EditError for an unknown topic or a label too long."""
+    """Give a topic the user's label (one line: whitespace collapsed, control and invisible characters removed;
+    at most MAX_LABEL characters); None or a blank label goes back to the generated one. Raises EditError for an
+    unknown topic or a label too long."""
     row = session.get(Topic, (job_id, topic))
     if row is None:
         raise EditError("not_found", f"job {job_id} has no topic {topic}")
-    cleaned = " ".join((label or "").replace("\x00", "").split())
+    cleaned = one_line(label or "")
     if len(cleaned) > MAX_LABEL:
         raise EditError("invalid_label", f"a label has at most {MAX_LABEL} characters, this one has {len(cleaned)}")
     row.custom_label = cleaned or None

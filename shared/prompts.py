@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from shared.sanitize import one_line, plain_line
+
 SYSTEM_PROMPT = "You are a helpful, respectful and honest assistant for labeling topics."
 
 EXAMPLE_PROMPT = """I have a topic that contains the following documents:
@@ -41,6 +43,7 @@ TAKEN_NOTE = (
 )
 
 MAX_LABEL_WORDS = 10
+MAX_LABEL_CHARS = 100  # ten words of ten letters; a longer answer is cut at a word
 
 
 def truncate_words(text: str, max_words: int) -> str:
@@ -49,8 +52,11 @@ def truncate_words(text: str, max_words: int) -> str:
 
 
 def fill(template: str, documents: Sequence[str], keywords: Sequence[str]) -> str:
-    """The template with its tags filled in one pass (a document that contains "[KEYWORDS]" stays as it is)."""
-    values = {"[DOCUMENTS]": "\n".join(f"- {doc}" for doc in documents), "[KEYWORDS]": ", ".join(keywords)}
+    """The template with its tags filled in one pass (a document that contains "[KEYWORDS]" stays as it is).
+
+    Each document is one line of the list (``one_line``: no line breaks, terminal escapes or invisible
+    characters), so that none can end the list and pose as the prompt's own text."""
+    values = {"[DOCUMENTS]": "\n".join(f"- {one_line(doc)}" for doc in documents), "[KEYWORDS]": ", ".join(keywords)}
     return re.sub(r"\[DOCUMENTS\]|\[KEYWORDS\]", lambda match: values[match.group(0)], template)
 
 
@@ -102,11 +108,14 @@ def clean_label(raw: str) -> str | None:
     """A short label out of what an LLM answered, or None if nothing usable is in it.
 
     Takes the first line that is not a preamble ("Sure, here is a short label:"), drops "Label:" and
-    similar prefixes, list markers, markdown and quotes and a final period, and keeps at most ten words.
-    "Sure! The label is: Qt Framework" gives "Qt Framework".
+    similar prefixes, list markers, markdown and quotes and a final period, and keeps at most ten words and
+    MAX_LABEL_CHARS characters. "Sure! The label is: Qt Framework" gives "Qt Framework".
+    The answer is untrusted (a document may have told the model what to print): each line is made plain text
+    first (``plain_line``: no markup, URLs, terminal escapes, control or invisible characters), so
+    "<script>alert(1)</script>" alone gives None and "C++ templates & generics" stays as it is.
     """
     for line in raw.splitlines():
-        line = line.strip()
+        line = plain_line(line)
         if not line:
             continue
         if _PREAMBLE.match(line):
@@ -116,9 +125,17 @@ def clean_label(raw: str) -> str | None:
             line = tail
         line = _PREFIX.sub("", line)
         line = _LEADING.sub("", line).strip().strip(_QUOTES + ".").strip()
-        if line:
-            return " ".join(line.split()[:MAX_LABEL_WORDS])
+        if line and not line.startswith("="):  # a spreadsheet formula is no label
+            return _cut(" ".join(line.split()[:MAX_LABEL_WORDS]), MAX_LABEL_CHARS)
     return None
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, at its last space before the limit when it has one."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit + 1]
+    return (head.rsplit(" ", 1)[0] if " " in head else text[:limit]).rstrip(" ,;:")
 
 
 def normalized(label: str) -> str:

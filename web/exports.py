@@ -16,9 +16,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared import jobs
 from shared.models import Document
+from shared.sanitize import spreadsheet_safe
 from shared.storage import map_key, model_key
 from web import context
-from web.api import API, spreadsheet_safe, succeeded_job_or_409
+from web.api import API, succeeded_job_or_409
 from web.errors import ApiError
 
 bp = Blueprint("exports", __name__)

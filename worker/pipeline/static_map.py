@@ -23,6 +23,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch
 from matplotlib.text import Text
 
+from shared.sanitize import one_line
+
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in display pixels, origin at the figure's bottom left
 
 
@@ -83,8 +85,9 @@ def topic_colour(topic: int) -> tuple[float, float, float]:
 
 
 def wrap_label(label: str) -> str:
-    """The label on lines of about 25 characters, at most three (the rest shortened to an ellipsis)."""
-    return textwrap.fill(" ".join(label.split()), width=_LINE_CHARS, max_lines=_MAX_LINES, placeholder=" …",
+    """The label on lines of about 25 characters, at most three (the rest shortened to an ellipsis), without
+    control characters (which XML, and so the SVG, cannot hold)."""
+    return textwrap.fill(one_line(label), width=_LINE_CHARS, max_lines=_MAX_LINES, placeholder=" …",
                          break_on_hyphens=False)
 
 
@@ -152,7 +155,7 @@ def _compose(coords, doc_topics, labels, title, max_labels, width_inches, dpi
     ax.set_axis_off()
     if title:
         figure.text(_MARGIN, 1 - _MARGIN, title, ha="left", va="top", fontsize=14 * width_inches / 12,
-                    fontweight="bold", color="#222222")
+                    fontweight="bold", color="#222222", parse_math=False)
     _set_equal_limits(ax, coords)
     _draw_points(ax, coords, doc_topics)
     return figure, _draw_labels(ax, coords, doc_topics, labels, max_labels, width_inches / 12)
@@ -201,6 +204,7 @@ def _draw_labels(ax: Axes, coords: np.ndarray, doc_topics: np.ndarray, labels: M
     anchors = np.array([anchor(coords[doc_topics == t]) for t in topics])  # (k, 2)
     texts = [
         ax.text(x, y, wrap_label(str(labels[t])), ha="center", va="center", zorder=4, gid=f"{_LABEL_GID}{t}",
+                parse_math=False,  # a label is text: "$x^$" is no formula (nor an error)
                 fontsize=(8 + 5 * np.sqrt(n / sizes[0])) * scale, color=_ink(t), linespacing=1.1)
         for t, n, (x, y) in zip(topics, sizes, anchors)
     ]
