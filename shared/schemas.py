@@ -7,6 +7,8 @@ from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
+
 
 def _as_utc(value: datetime) -> datetime:
     # SQLite hands back naive datetimes; every timestamp topicq writes is UTC.
@@ -16,6 +18,7 @@ def _as_utc(value: datetime) -> datetime:
 UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 FINISHED = ("succeeded", "failed", "cancelled")
+MAX_ID = 2**31 - 1  # topic ids and document indices are 32-bit integers in the database
 Priority = Annotated[int, Field(ge=-10, le=10, description="Higher runs first: a job's ready stages are taken before "
                                 "those of lower-priority jobs; equal priorities go in the order they became ready.")]
 
@@ -122,8 +125,8 @@ class AssignmentPublic(BaseModel):
     status: Literal["queued", "running", "succeeded", "failed"]
     error: str | None
     assignments: list[AssignedDocument] | None  # in the order of the documents, once succeeded
-    created_at: datetime
-    finished_at: datetime | None
+    created_at: UtcDatetime
+    finished_at: UtcDatetime | None
 
 
 class FormOptions(BaseModel):
@@ -132,6 +135,37 @@ class FormOptions(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     priority: Priority = 0
+
+
+def _without_null_defaults(schema: dict[str, Any]) -> None:
+    # A form field left out takes its default; "default": null would tell a client to send a value it cannot.
+    for prop in schema.get("properties", {}).values():
+        if "default" in prop and prop["default"] is None:
+            del prop["default"]
+
+
+class JobUpload(BaseModel):
+    """The multipart form of ``POST /api/v1/jobs``: a corpus file and the job's settings as form fields (each
+    optional; blank takes the default). ``web.submit`` reads the form; this model describes it in the OpenAPI
+    document."""
+
+    model_config = ConfigDict(json_schema_extra=_without_null_defaults)
+
+    file: bytes = Field(description="The corpus: .txt (one document per line), .csv (with a header) or .jsonl "
+                        '(one object per line with "text" and an optional "title"), UTF-8.')
+    name: Annotated[str, Field(max_length=200)] | SkipJsonSchema[None] = Field(
+        None, description="Default: the file's name."
+    )
+    min_topic_size: Annotated[int, Field(ge=2, le=100_000)] | SkipJsonSchema[None] = None
+    min_samples: Annotated[int, Field(ge=1, le=100_000)] | SkipJsonSchema[None] = None
+    nr_topics: Literal["auto"] | Annotated[int, Field(ge=2, le=10_000)] | SkipJsonSchema[None] = None
+    generate_labels: bool | SkipJsonSchema[None] = None
+    priority: Priority = 0
+    params: JobParams | SkipJsonSchema[None] = Field(
+        None, description="Instead of the parameter fields above: the object `params` of a JSON submission, as JSON."
+    )
+    text_column: str | SkipJsonSchema[None] = Field(None, description="CSV: the column holding the text.")
+    title_column: str | SkipJsonSchema[None] = Field(None, description="CSV: the column holding the title.")
 
 
 class StagePublic(BaseModel):
@@ -169,6 +203,13 @@ class JobPublic(BaseModel):
     # Not columns of the row: ``web.api.job_public`` fills them from the job's work items.
     worker: str | None = None  # the worker on its running stage, if one is
     stages: list[StagePublic] = []
+
+
+class JobsPublic(BaseModel):
+    """``GET /api/v1/jobs``: a page of jobs, newest first, and how many there are in all."""
+
+    jobs: list[JobPublic]
+    total: int
 
 
 class WorkerPublic(BaseModel):
@@ -238,7 +279,7 @@ class TopicRename(BaseModel):
 class DocumentMove(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    topic: int = Field(ge=-1, description="the topic to move the document to; -1 makes it an outlier")
+    topic: int = Field(ge=-1, le=MAX_ID, description="the topic to move the document to; -1 makes it an outlier")
 
 
 class DocumentResult(BaseModel):
@@ -251,6 +292,89 @@ class DocumentResult(BaseModel):
 
 class DocumentsPublic(BaseModel):
     documents: list[DocumentResult]
+    total: int
+
+
+class TopicDocument(BaseModel):
+    index: int
+    title: str | None
+    text: str
+
+
+class TopicDocumentsPublic(BaseModel):
+    """``GET /api/v1/jobs/{id}/topics/{n}/documents``: a page of a topic's documents in submission order."""
+
+    documents: list[TopicDocument]
+    total: int
+
+
+class DocumentMoved(BaseModel):
+    """``PATCH /api/v1/jobs/{id}/documents/{index}``: where the document is now and where it was."""
+
+    index: int
+    topic: int
+    previous_topic: int
+
+
+class MapDocumentPublic(BaseModel):
+    """One document for the map's hover and side panel."""
+
+    index: int
+    title: str | None
+    text: str
+    topic: int  # -1: an outlier
+    label: str | None  # the topic's shown label; null for an outlier
+
+
+class MapTopic(BaseModel):
+    topic: int
+    label: str
+    label_source: Literal["llm", "keywords", "custom"]
+    size: int  # documents in it now
+    x: float | None  # where its label goes (the median of its documents); null when it has none
+    y: float | None
+    theme: int | None
+
+
+class MapTheme(BaseModel):
+    theme: int
+    label: str
+    x: float | None  # its topics' label positions weighted by their sizes; null when none is placed
+    y: float | None
+    topics: list[int]
+    size: int
+
+
+class MapBounds(BaseModel):
+    x: Annotated[list[float], Field(min_length=2, max_length=2)]  # [least, greatest]
+    y: Annotated[list[float], Field(min_length=2, max_length=2)]
+
+
+class MapPublic(BaseModel):
+    """``GET /api/v1/jobs/{id}/map``: what the map draws besides its points, which come from ``points``."""
+
+    n: int  # documents, i.e. points
+    points: str  # the address of the binary points array
+    topics: list[MapTopic]
+    themes: list[MapTheme]
+    bounds: MapBounds
+
+
+class SearchResult(BaseModel):
+    index: int
+    title: str | None
+    snippet: str  # matched words between U+E000 and U+E001
+    topic: int
+    label: str  # the topic's shown label, empty for an outlier
+
+
+class SearchResultsPublic(BaseModel):
+    results: list[SearchResult]  # best first
+    total: int
+
+
+class SearchIndicesPublic(BaseModel):
+    indices: list[int]  # every match, ascending
     total: int
 
 
@@ -286,3 +410,19 @@ class LabelRunPublic(BaseModel):
     started_at: UtcDatetime | None
     finished_at: UtcDatetime | None
 
+
+class LabelRunsPublic(BaseModel):
+    runs: list[LabelRunPublic]  # newest first
+
+
+class HealthPublic(BaseModel):
+    """``GET /healthz``: whether the database and Redis answer, and the workers' states."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: Literal["ok", "degraded", "unavailable"]
+    database: str  # "ok" or "error: <exception type>"
+    redis: str
+    workers: list[dict[str, Any]]
+    worker_ready: bool  # a ready worker serves every queue: a job can run end to end
+    problems: list[str] = []  # what is down, in words (degraded, unavailable); empty when ok

@@ -41,6 +41,12 @@ def make_job(sessions, texts: list[str] | None = None, params: dict | None = Non
 
 def make_finished_job(sessions, label: str = "A label", n_docs: int = 30, texts: list[str] | None = None) -> str:
     job_id = make_job(sessions, texts or [f"doc {i} text" for i in range(n_docs)])
+    return finish_job(sessions, job_id, n_docs, label)
+
+
+def finish_job(sessions, job_id: str, n_docs: int, label: str = "A label") -> str:
+    """Give a queued job of ``n_docs`` (at least 5) documents results, as if its stages had run: topics 0 and 1
+    and outliers in turn, two topics under one theme, map coordinates."""
     topic_ids = np.array([i % 3 - 1 for i in range(n_docs)], dtype=np.int32)  # -1, 0, 1
     # As if workers had run its four stages (not through work.claim, which takes the fairest ready item of any job).
     with transaction(sessions) as session:

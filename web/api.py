@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import logging
+import re
 
 import redis
 from flask import Blueprint, Response, jsonify, request
@@ -71,14 +72,30 @@ def job_json(job: Job) -> dict:
 
 
 def json_object() -> dict:
-    """The request body as a JSON object, or a 400 (also for JSON nested too deeply to parse)."""
+    """The request body as a JSON object, or a 400 (also for JSON nested too deeply to parse, and for a lone
+    surrogate escape such as "\\ud800": JSON allows it, but it is no Unicode text and no database stores it)."""
+    data = request.get_data()
     try:
-        body = json.loads(request.get_data())
+        body = json.loads(data)
     except (ValueError, RecursionError):
         body = None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "the request body is not a JSON object")
+    if SURROGATE_ESCAPE.search(data) and not _is_unicode(body):
+        raise ApiError(400, "invalid_json", "the request body holds a lone surrogate escape (such as \\ud800), "
+                       "which is not Unicode text")
     return body
+
+
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # half of a pair, or alone: only then is a check needed
+
+
+def _is_unicode(body: dict) -> bool:
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @bp.post(f"{API}/jobs")
@@ -156,7 +173,7 @@ def list_workers():
         raise ApiError(503, "redis_unavailable", message) from None
     workers = [WorkerPublic.model_validate(state) for state in states]
     for worker in workers:  # which job a worker is on is that job's owner's business
-        if worker.job is not None and not visible(worker.job):
+        if worker.job is not None and auth.visible_owner() is not None and not visible(worker.job):
             worker.job = worker.stage = None
     return jsonify(WorkersPublic(workers=workers).model_dump(mode="json"))
 

@@ -16,7 +16,8 @@ MAX_QUERY = 500  # characters
 
 
 def _query() -> str:
-    query = request.args.get("q", "")
+    # Documents hold no NUL (dropped on submission); in a query it would break FTS5's and PostgreSQL's parsers.
+    query = request.args.get("q", "").replace("\x00", "")
     if len(query) > MAX_QUERY:
         raise ApiError(400, "invalid_query", f"a search is at most {MAX_QUERY} characters, got {len(query)}")
     return query

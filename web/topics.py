@@ -7,7 +7,7 @@ from flask import Blueprint, jsonify, redirect, render_template, request, url_fo
 from shared import edits, jobs
 from shared.documents import documents_at
 from shared.models import Topic
-from shared.schemas import DocumentMove, TopicRename
+from shared.schemas import MAX_ID, DocumentMove, TopicRename
 from web import context
 from web.api import API, _int_arg, json_object, succeeded_job_or_409, topic_public
 from web.errors import ApiError
@@ -18,7 +18,8 @@ PAGE = 50  # documents per page of a topic's list
 
 
 def topic_or_404(job_id: str, topic: int) -> Topic:
-    row = context.db().get(Topic, (job_id, topic))
+    # Beyond MAX_ID no topic can exist (and SQLite cannot even look for one past 64 bits).
+    row = context.db().get(Topic, (job_id, topic)) if -1 <= topic <= MAX_ID else None
     if row is None:
         raise ApiError(404, "not_found", f"job {job_id} has no topic {topic}")
     return row
