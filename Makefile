@@ -51,6 +51,8 @@ bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.embed
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.quality --variants
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.map
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.load
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.fuzz
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,5 +1,6 @@
-"""Run ``topicq up`` as a child process (its own process group) and talk to it: for the end-to-end tests
-and the benchmarks, which both want the service exactly as a user starts it."""
+"""Run ``topicq up`` (or one of its parts, such as ``topicq web``) as a child process in its own process group
+and talk to it: for the end-to-end tests and the benchmarks, which both want the service exactly as a user
+starts it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -19,11 +20,11 @@ T = TypeVar("T")
 
 
 class LocalService:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, command: Sequence[str] = ("up",)) -> None:
         self.log = log
         with log.open("ab") as output:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "cli.main", "up"],
+                [sys.executable, "-m", "cli.main", *command],
                 cwd=ROOT,
                 env=env,
                 stdout=output,
@@ -36,7 +37,7 @@ class LocalService:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"topicq up exited early:\n{self.log_tail()}")
+                raise RuntimeError(f"topicq exited early:\n{self.log_tail()}")
             try:
                 value = predicate()
                 if value:

@@ -2,7 +2,9 @@
 worker, a CPU worker and the web server until Ctrl-C or SIGTERM, and stops all of them.
 
 A child that dies is started again (and the supervisor says so); the others keep running, so the web stays up
-while a killed worker comes back, and the work it held resumes from its last finished chunk."""
+while a killed worker comes back, and the work it held resumes from its last finished chunk. The workers run at a
+lower CPU priority than the web: on a machine they keep busy, a status request still answers in milliseconds
+(bench/load.py measures it), and the workers lose nothing while the web is idle."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from shared.sweep import SweepReport, sweep
 
 STOP_GRACE_SECONDS = 10
 RESTARTS_PER_MINUTE = 5  # a child dying faster than this is broken (say, its models cannot load): stop
+WORKER_NICENESS = 10  # added to the workers' nice value: the web's requests go first
 
 
 def sweep_once(settings: Settings, stale_after: timedelta) -> SweepReport:
@@ -39,6 +42,7 @@ def sweep_once(settings: Settings, stale_after: timedelta) -> SweepReport:
 class Child:
     name: str
     argv: list[str]
+    niceness: int = 0  # added to the nice value it starts with
     process: subprocess.Popen | None = None
     deaths: list[float] = field(default_factory=list)  # monotonic times of unexpected exits
 
@@ -67,15 +71,17 @@ class Supervisor:
         # One worker per kind of work: while one job clusters on the CPU worker, the next embeds or is
         # labelled on the accelerator worker (both on the CPU on a machine without a GPU).
         self.children = [
-            Child("gpu worker", [*me, "worker", "--queues", "gpu"]),
-            Child("cpu worker", [*me, "worker", "--queues", "cpu"]),
+            Child("gpu worker", [*me, "worker", "--queues", "gpu"], WORKER_NICENESS),
+            Child("cpu worker", [*me, "worker", "--queues", "cpu"], WORKER_NICENESS),
             Child("web", [*me, "web"]),
         ]
         for child in self.children:
             self._spawn(child)
 
     def _spawn(self, child: Child) -> None:
-        child.process = subprocess.Popen(child.argv, env=self.env)
+        # os.nice in the child before it runs Python: every thread it starts (ONNX, numba, llama.cpp) inherits it.
+        lower = (lambda: os.nice(child.niceness)) if child.niceness else None
+        child.process = subprocess.Popen(child.argv, env=self.env, preexec_fn=lower)
 
     def watch(self) -> int:
         """Report readiness and restart children that die, until a signal; returns the exit code."""
@@ -93,7 +99,7 @@ class Supervisor:
                     click.echo(f"{child.name} exited {len(child.deaths)} times in a minute (code {code}); "
                                "stopping", err=True)
                     return 1
-                click.echo(f"{child.name} exited with code {code}; starting it again (its work resumes)", err=True)
+                click.echo(f"{child.name} {ended(code)}; starting it again (its work resumes)", err=True)
                 self._spawn(child)
             if not announced_web and _answers(self.settings.base_url + "/healthz"):
                 click.echo(f"topicq is up: {self.settings.base_url}  (Ctrl-C stops it)")
@@ -139,6 +145,19 @@ def run_up(settings: Settings) -> int:
     finally:
         supervisor.shutdown()
         click.echo("topicq stopped")
+
+
+def ended(code: int) -> str:
+    """How a child ended, in words: its exit code, and for a signal which one (SIGKILL is what the kernel's
+    out-of-memory killer sends)."""
+    if code >= 0:
+        return f"exited with code {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    why = ": the kernel's out-of-memory killer, most likely" if -code == signal.SIGKILL else ""
+    return f"exited with code {code} ({name}{why})"
 
 
 def _answers(url: str) -> bool:

@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.settings import Settings
 
+CONNECT_TIMEOUT_SECONDS = 3
+
 
 def make_engine(settings: Settings) -> Engine:
     url = settings.sqlalchemy_url
@@ -20,7 +22,9 @@ def make_engine(settings: Settings) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # A server that is away answers "unavailable" within seconds instead of hanging the request that asked.
+    connect = {"connect_timeout": CONNECT_TIMEOUT_SECONDS} if url.startswith("postgresql") else {}
+    return create_engine(url, pool_pre_ping=True, connect_args=connect)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -206,18 +206,30 @@ def test_cancelling_a_queued_job_and_then_again(client, sessions):
 def test_healthz_reports_database_redis_and_workers(client, redis_client):
     from shared.queue import publish_worker_state
 
-    body = client.get("/healthz").get_json()
+    response = client.get("/healthz")
+    body = response.get_json()
     assert body["database"] == "ok" and body["redis"] == "ok" and body["worker_ready"] is False
+    assert response.status_code == 200 and body["status"] == "degraded"  # no worker yet: jobs wait
+    assert body["problems"] == ["no ready worker serves the gpu and cpu queues: jobs wait until one is ready"]
     publish_worker_state(redis_client, "topicq@test", {"ready": True}, ttl_seconds=5)
     body = client.get("/healthz").get_json()
     assert body["worker_ready"] is True and body["workers"][0]["hostname"] == "topicq@test"
+    assert body["status"] == "ok" and body["problems"] == []
 
 
-def test_healthz_is_503_when_redis_is_down(settings, make_app):
+def test_healthz_is_degraded_not_503_when_redis_is_down(settings, make_app):
     app = make_app(settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"}))
     response = app.test_client().get("/healthz")
-    assert response.status_code == 503
-    assert response.get_json()["redis"].startswith("error")
+    body = response.get_json()
+    assert response.status_code == 200 and body["status"] == "degraded"  # the database answers: jobs are shown
+    assert body["database"] == "ok" and body["redis"].startswith("error")
+
+
+def test_an_http_error_keeps_its_own_headers_in_the_json_error_shape(client):
+    response = client.delete("/healthz")
+    assert response.status_code == 405 and response.get_json()["error"]["code"] == "method_not_allowed"
+    assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
+    assert response.mimetype == "application/json"
 
 
 def test_priority_is_stored_and_a_higher_one_runs_first(client, sessions):

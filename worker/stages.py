@@ -4,10 +4,15 @@ with making the next item ready.
 
 Celery knows nothing of this module and this module knows nothing of Celery, so tests drive it directly on a
 real database. Every way out of a claimed item leaves it done, back in the queue, or its job finished.
+
+A stage that runs out of memory (a ``MemoryError``: an allocation refused under the worker's memory limit) fails
+its job with a message saying so, and the worker frees what the stage held and takes the next item. A worker the
+kernel kills for memory dies instead; its item is retried, and after ``work.MAX_DEATHS`` deaths its job fails.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import time
@@ -35,6 +40,15 @@ from worker.pipeline.run import Clusters, PipelineConfig, PipelineResult, assemb
 log = logging.getLogger(__name__)
 
 USER_SAFE_ERROR = "the topic pipeline failed on this corpus; the worker log has the details"
+STAGE_WORDS = {"embed": "embedding", "cluster": "clustering", "label": "labelling", "save": "saving"}
+
+
+def out_of_memory_message(stage: str, exc: MemoryError) -> str:
+    """What a job that ran out of memory in ``stage`` says, e.g. "out of memory while clustering: Unable to
+    allocate 61.0 MiB for an array ...; ..."."""
+    detail = str(exc) or "an allocation failed"
+    return (f"out of memory while {STAGE_WORDS.get(stage, stage)}: {detail}; give the worker more memory or "
+            "submit fewer documents")
 
 
 class JobCancelled(Exception):
@@ -151,6 +165,8 @@ class StageRunner:
             return f"{what}: stopped"
         except DBAPIError:
             return self._database_error(item, what)
+        except MemoryError as exc:
+            return self._out_of_memory([item], what, exc)
         except Exception:
             log.exception("%s failed", what)
             self._fail(item.job_id)
@@ -253,6 +269,8 @@ class StageRunner:
                 outcomes.append(f"{what}: stopped")
             except DBAPIError:
                 outcomes.append(self._database_error(item, what))
+            except MemoryError as exc:
+                outcomes.append(self._out_of_memory([item], what, exc))
             except Exception:
                 log.exception("%s failed", what)
                 self._fail(item.job_id)
@@ -268,6 +286,9 @@ class StageRunner:
             with transaction(self.factory) as session:
                 work.release(session, token=batch[0][0].token, died=False)
             return outcomes + [f"job {item.job_id} label {item.chunk}: released" for item, *_ in batch]
+        except MemoryError as exc:
+            return outcomes + [self._out_of_memory([item for item, *_ in batch], f"label batch of {len(batch)} jobs",
+                                                   exc)]
         except Exception:
             log.exception("label batch of %d jobs failed", len(batch))
             for item, *_ in batch:
@@ -330,10 +351,21 @@ class StageRunner:
         except DBAPIError:
             log.warning("job %s: could not let go of its %s item; the sweep will", item.job_id, item.stage)
 
-    def _fail(self, job_id: str) -> None:
+    def _out_of_memory(self, items: list[WorkItem], what: str, exc: MemoryError) -> str:
+        """The stage's allocation was refused: its jobs fail saying so (a retry would fail the same way), and the
+        failed stage's frames, with the arrays they held, are freed before this worker takes the next item."""
+        log.error("%s: out of memory; the job fails and this worker goes on", what, exc_info=exc)
+        message = out_of_memory_message(items[0].stage, exc)
+        exc.__traceback__ = None
+        gc.collect()
+        for item in items:
+            self._fail(item.job_id, message)
+        return f"{what}: failed (out of memory)"
+
+    def _fail(self, job_id: str, message: str = USER_SAFE_ERROR) -> None:
         try:
             with transaction(self.factory) as session:
-                jobs.fail(session, job_id, USER_SAFE_ERROR)
+                jobs.fail(session, job_id, message)
         except DBAPIError:
             log.exception("job %s: could not record its failure; the sweep will hand its item out again", job_id)
 
