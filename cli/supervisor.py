@@ -22,6 +22,7 @@ from cli.redis_server import RedisServer, start_redis
 from shared.db import make_engine, make_session_factory, migrate
 from shared.queue import make_celery, redis_client, worker_states
 from shared.settings import Settings
+from shared.users import list_users
 from shared.sweep import SweepReport, sweep
 
 STOP_GRACE_SECONDS = 10
@@ -55,6 +56,19 @@ class Supervisor:
         self.env: dict[str, str] = {}
         self.stopping = False
 
+    def _say_if_nobody_can_sign_in(self) -> None:
+        if self.settings.auth_mode != "token":
+            return
+        engine = make_engine(self.settings)
+        try:
+            with make_session_factory(engine)() as session:
+                nobody = not list_users(session)
+        finally:
+            engine.dispose()
+        if nobody:
+            click.echo(f"Accounts are on (the web listens on {self.settings.host}) and there are no users yet: "
+                       "`topicq users add NAME --admin` prints a token to sign in with.")
+
     def start(self) -> None:
         data_dir = self.settings.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -67,6 +81,7 @@ class Supervisor:
         env["TOPICQ_DATA_DIR"] = str(data_dir)
         self.env = env
         migrate(self.settings)
+        self._say_if_nobody_can_sign_in()
         me = [sys.executable, "-m", "cli.main"]
         # One worker per kind of work: while one job clusters on the CPU worker, the next embeds or is
         # labelled on the accelerator worker (both on the CPU on a machine without a GPU).
