@@ -265,3 +265,15 @@ def test_the_workers_list_names_only_the_users_own_jobs(token_app, tokens, sessi
         assert seen("bob") is None
     finally:
         redis_client.delete(key)
+
+
+def test_the_open_health_check_names_no_job(token_app, sessions, redis_client):
+    job_id = make_finished_job(sessions)
+    key = WORKER_KEY_PREFIX + "test-cpu@host"
+    redis_client.set(key, json.dumps({"hostname": "test-cpu@host", "job": job_id, "stage": "cluster",
+                                      "seen_at": "2026-12-02T10:00:00+00:00"}), ex=60)
+    try:
+        workers = token_app.test_client().get("/healthz").get_json()["workers"]
+        assert [w["job"] for w in workers if w["hostname"] == "test-cpu@host"] == [None]
+    finally:
+        redis_client.delete(key)

@@ -108,10 +108,17 @@ def require_user():
     return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
 
 
+NOBODY = 0  # no user has id 0: with accounts on, a request without one sees no job
+
+
 def visible_owner() -> int | None:
     """The owner whose jobs this request may see; None: every job (no accounts, or an admin)."""
+    if not accounts_on():
+        return None
     user = account()
-    return None if user is None or user.is_admin else user.id
+    if user is None:
+        return NOBODY
+    return None if user.is_admin else user.id
 
 
 def new_job_owner() -> int | None:
@@ -121,7 +128,7 @@ def new_job_owner() -> int | None:
 
 def may_see(job: Job) -> bool:
     owner = visible_owner()
-    return not accounts_on() or owner is None or job.owner_id == owner
+    return owner is None or job.owner_id == owner
 
 
 @bp.get("/login")

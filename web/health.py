@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from shared.queue import QUEUES, redis_client, worker_states
 from shared.schemas import HealthPublic
-from web import context
+from web import auth, context
 
 bp = Blueprint("health", __name__)
 
@@ -34,6 +34,8 @@ def healthz():
         client.ping()
         redis_state = "ok"
         workers = worker_states(client)
+        if auth.visible_owner() is not None:  # /healthz is open: which job a worker is on is its owner's business
+            workers = [{**w, "job": None, "stage": None} for w in workers]
     except redis.RedisError as exc:
         redis_state = f"error: {type(exc).__name__}"
         workers = []
