@@ -55,6 +55,18 @@ def owned_finished_job(sessions, owner: str) -> str:
     return job_id
 
 
+def test_web_processes_starting_together_share_one_secret_key(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from web.auth import stored_secret_key
+
+    with ThreadPoolExecutor(8) as pool:
+        keys = set(pool.map(lambda _: stored_secret_key(tmp_path / "data"), range(16)))
+    assert len(keys) == 1 and len(keys.pop()) == 64
+    assert (tmp_path / "data" / "secret_key").stat().st_mode & 0o077 == 0
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["secret_key"]
+
+
 def test_auth_is_on_unless_the_web_listens_on_loopback_only():
     assert Settings(host="127.0.0.1", _env_file=None).auth_mode == "none"
     assert Settings(host="::1", _env_file=None).auth_mode == "none"
@@ -69,6 +81,7 @@ def test_without_a_token_the_api_answers_401_and_pages_ask_to_sign_in(token_app,
     assert response.status_code == 401
     assert response.get_json()["error"]["code"] == "unauthorized"
     assert "Bearer" in response.get_json()["error"]["message"]
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
     response = client.get("/api/v1/jobs", headers=bearer("tq_not-a-real-token"))
     assert response.status_code == 401 and response.get_json()["error"]["message"] == "the API token was not recognised"
     assert client.post("/api/v1/jobs", json={"documents": DOCS}).status_code == 401

@@ -58,13 +58,19 @@ def init_app(app: Flask) -> None:
 def stored_secret_key(data_dir: Path) -> str:
     """A secret kept in the data directory, made by whichever process (of several web workers) comes first."""
     path = data_dir / "secret_key"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secrets.token_hex(32))
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        # Written whole under a private name, then linked into place: a racing process never reads half a key,
+        # and the first link wins.
+        draft = path.with_name(f".secret_key.{os.getpid()}.{secrets.token_hex(4)}")
+        with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+            handle.write(secrets.token_hex(32))
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
     return path.read_text().strip()
 
 
@@ -101,10 +107,11 @@ def require_user():
     if not accounts_on() or request.endpoint in PUBLIC_ENDPOINTS or current_user.is_authenticated:
         return None
     if request.path.startswith("/api/"):
+        challenge = {"WWW-Authenticate": 'Bearer realm="topicq"'}
         if request.headers.get("Authorization"):
-            raise ApiError(401, "unauthorized", "the API token was not recognised")
+            raise ApiError(401, "unauthorized", "the API token was not recognised", challenge)
         raise ApiError(401, "unauthorized", "this service needs an API token: send 'Authorization: Bearer TOKEN' "
-                                            "(`topicq users add NAME` makes one)")
+                                            "(`topicq users add NAME` makes one)", challenge)
     return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
 
 
