@@ -26,16 +26,13 @@ import platform
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 from bench.corpora import corpus_size, window
 from bench.memory import cpu_description
-from cli.local_service import LocalService, service_env
-from cli.redis_server import free_port
+from cli.local_service import bench_service
 from shared.schemas import FINISHED, default_min_topic_size
 
 
@@ -178,64 +175,58 @@ def stage_totals(jobs: list[Tracked]) -> str:
 
 def run_service(args: argparse.Namespace, windows: list[list[str]]) -> tuple[float, float, float, Tracked, Tracked]:
     """(a)'s total, (c)'s ratio to job 1, (c)'s ratio in work seconds, and (d)'s small and large jobs."""
-    with tempfile.TemporaryDirectory() as tmp:
-        service = LocalService(service_env(Path(tmp) / "var", free_port()), Path(tmp) / "up.log")
-        try:
-            started = time.perf_counter()
-            service.wait_ready(timeout=900)
-            print(f"\nservice up and models loaded: {time.perf_counter() - started:.1f} s", flush=True)
+    print()
+    with bench_service(timeout=900) as service:
 
-            # (a) every job at once: one POST per thread, as independent clients would send them.
-            with ThreadPoolExecutor(max_workers=len(windows)) as pool:
-                jobs = list(pool.map(lambda k: submit(service, f"job {k + 1}", windows[k]), range(len(windows))))
-            first = min(job.submitted for job in jobs)
-            print(f"(a) {len(jobs)} jobs of {args.n} documents submitted at once "
-                  f"(accepted within {time.perf_counter() - first:.1f} s)", flush=True)
-            follow(service, jobs, 6 * 3600)
-            total_a = max(job.finished for job in jobs) - first
-            for job in jobs:
-                print(f"    {job.line()}")
-            print(f"    stage time summed over the jobs: {stage_totals(jobs)}")
-            warn_unless_succeeded(jobs)
-            print(f"(a) first submit to last job done: {total_a:.1f} s", flush=True)
+        # (a) every job at once: one POST per thread, as independent clients would send them.
+        with ThreadPoolExecutor(max_workers=len(windows)) as pool:
+            jobs = list(pool.map(lambda k: submit(service, f"job {k + 1}", windows[k]), range(len(windows))))
+        first = min(job.submitted for job in jobs)
+        print(f"(a) {len(jobs)} jobs of {args.n} documents submitted at once "
+              f"(accepted within {time.perf_counter() - first:.1f} s)", flush=True)
+        follow(service, jobs, 6 * 3600)
+        total_a = max(job.finished for job in jobs) - first
+        for job in jobs:
+            print(f"    {job.line()}")
+        print(f"    stage time summed over the jobs: {stage_totals(jobs)}")
+        warn_unless_succeeded(jobs)
+        print(f"(a) first submit to last job done: {total_a:.1f} s", flush=True)
 
-            # (c) job 1 again with another min_topic_size.
-            size = args.rerun_min_topic_size or default_min_topic_size(args.n, divisor=2)
-            if size == default_min_topic_size(args.n):
-                size += 2
-            rerun = submit(service, "job 1 again", windows[0], {"min_topic_size": size})
-            follow(service, [rerun], 3600)
-            print(f"\n(c) job 1's documents again with min_topic_size {size} (job 1: the default, "
-                  f"{default_min_topic_size(args.n)}):")
-            print(f"    {rerun.line()}")
-            warn_unless_succeeded([rerun])
-            print(f"    job 1 in (a): {jobs[0].seconds:.1f} s after its submit, alongside {len(jobs) - 1} other "
-                  f"job(s); {jobs[0].work:.1f} s of its own stage time")
-            ratio_c = rerun.seconds / jobs[0].seconds
-            ratio_work = rerun.work / jobs[0].work if jobs[0].work else float("nan")
-            print(f"    submit to done against job 1's: {ratio_c:.3f}; stage time against job 1's own stage time "
-                  f"(without waiting for the other jobs): {ratio_work:.3f}", flush=True)
+        # (c) job 1 again with another min_topic_size.
+        size = args.rerun_min_topic_size or default_min_topic_size(args.n, divisor=2)
+        if size == default_min_topic_size(args.n):
+            size += 2
+        rerun = submit(service, "job 1 again", windows[0], {"min_topic_size": size})
+        follow(service, [rerun], 3600)
+        print(f"\n(c) job 1's documents again with min_topic_size {size} (job 1: the default, "
+              f"{default_min_topic_size(args.n)}):")
+        print(f"    {rerun.line()}")
+        warn_unless_succeeded([rerun])
+        print(f"    job 1 in (a): {jobs[0].seconds:.1f} s after its submit, alongside {len(jobs) - 1} other "
+              f"job(s); {jobs[0].work:.1f} s of its own stage time")
+        ratio_c = rerun.seconds / jobs[0].seconds
+        ratio_work = rerun.work / jobs[0].work if jobs[0].work else float("nan")
+        print(f"    submit to done against job 1's: {ratio_c:.3f}; stage time against job 1's own stage time "
+              f"(without waiting for the other jobs): {ratio_work:.3f}", flush=True)
 
-            # (d) a large job, then at once a small one.
-            offset = len(windows) * args.n
-            large_texts = window(args.corpus, args.large, offset)
-            small_texts = window(args.corpus, args.small, offset + args.large)
-            earlier = {text for texts in windows for text in texts}
-            print(f"\n(d) a large job of {args.large} documents, then at once a small one of {args.small} "
-                  f"({sum(t in earlier for t in large_texts)} of the large job's and "
-                  f"{sum(t in earlier for t in small_texts)} of the small one's documents were in (a)'s jobs: "
-                  f"{args.corpus} has {corpus_size(args.corpus)})", flush=True)
-            large = submit(service, "large job", large_texts)
-            small = submit(service, "small job", small_texts, priority=args.small_priority)
-            follow(service, [large, small], 4 * 3600)
-            print(f"    {small.line()}")
-            print(f"    {large.line()}")
-            warn_unless_succeeded([small, large])
-            ahead = large.finished - small.finished
-            print(f"    the small job finished {abs(ahead):.1f} s {'before' if ahead >= 0 else 'after'} the large one; "
-                  f"its own stage time {small.work:.1f} s, so it waited about {small.seconds - small.work:.1f} s")
-        finally:
-            service.stop()
+        # (d) a large job, then at once a small one.
+        offset = len(windows) * args.n
+        large_texts = window(args.corpus, args.large, offset)
+        small_texts = window(args.corpus, args.small, offset + args.large)
+        earlier = {text for texts in windows for text in texts}
+        print(f"\n(d) a large job of {args.large} documents, then at once a small one of {args.small} "
+              f"({sum(t in earlier for t in large_texts)} of the large job's and "
+              f"{sum(t in earlier for t in small_texts)} of the small one's documents were in (a)'s jobs: "
+              f"{args.corpus} has {corpus_size(args.corpus)})", flush=True)
+        large = submit(service, "large job", large_texts)
+        small = submit(service, "small job", small_texts, priority=args.small_priority)
+        follow(service, [large, small], 4 * 3600)
+        print(f"    {small.line()}")
+        print(f"    {large.line()}")
+        warn_unless_succeeded([small, large])
+        ahead = large.finished - small.finished
+        print(f"    the small job finished {abs(ahead):.1f} s {'before' if ahead >= 0 else 'after'} the large one; "
+              f"its own stage time {small.work:.1f} s, so it waited about {small.seconds - small.work:.1f} s")
     return total_a, ratio_c, ratio_work, small, large
 
 

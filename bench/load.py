@@ -20,7 +20,6 @@ import platform
 import queue
 import signal
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -32,8 +31,7 @@ import numpy as np
 import requests
 
 from bench.corpora import window
-from cli.local_service import LocalService, service_env
-from cli.redis_server import free_port
+from cli.local_service import bench_service
 from shared.schemas import FINISHED
 
 GOAL_P99_MS = 100.0
@@ -44,12 +42,9 @@ DOCUMENTS = 40  # a job's documents: Python-docs paragraphs, about 30 words each
 STAGES = ["embed", "cluster", "save"]  # a job without LLM labels
 
 
-def load_env(data_dir: Path, port: int) -> dict[str, str]:
-    """`topicq up`'s environment for the load: the defaults, but for the submission rate limit, which counts per
-    client address and would otherwise refuse 20 clients on one machine past 20 submissions a minute."""
-    env = service_env(data_dir, port)
-    env["TOPICQ_RATE_LIMIT_SUBMIT"] = "100000/minute"
-    return env
+# `topicq up`'s environment for the load: the defaults, but for the submission rate limit, which counts per
+# client address and would otherwise refuse 20 clients on one machine past 20 submissions a minute.
+LOAD_ENV = {"TOPICQ_RATE_LIMIT_SUBMIT": "100000/minute"}
 
 
 def corpora(n_jobs: int, size: int = DOCUMENTS, offset: int = 0) -> list[list[str]]:
@@ -266,31 +261,24 @@ def main() -> None:
     work = corpora(args.jobs, args.documents)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a plain `kill` stops the service it started too
 
-    with tempfile.TemporaryDirectory() as tmp:
-        service = LocalService(load_env(Path(tmp) / "var", free_port()), Path(tmp) / "up.log")
-        try:
-            began = time.perf_counter()
-            service.wait_ready()
-            print(f"service up and models loaded: {time.perf_counter() - began:.1f} s")
-            # One job first: the CPU worker's first clustering compiles UMAP's numba code (tens of seconds).
-            warm = submit_all(service.base, corpora(1, args.documents, offset=args.jobs * args.documents), 1)[0]
-            wait_finished(service.base, [warm.job_id], 600)
-            before = set(job_ids(service.base))
-            poller = Poller(service.base, rate=args.rate).start()
-            started = time.perf_counter()
-            submissions = submit_all(service.base, work, args.clients, on_accepted=poller.add)
-            submitted = time.perf_counter() - started
-            accepted = [s.job_id for s in submissions if s.job_id]
-            if args.poll_seconds is not None:
-                time.sleep(max(0.0, args.poll_seconds - (time.perf_counter() - started)))
-                poller.stop()
-            wait_finished(service.base, accepted, 3600)
-            if args.poll_seconds is None:
-                poller.stop()
-            found = problems(service.base, submissions, before)
-            rate = jobs_per_minute(service.base, accepted) if accepted else 0.0
-        finally:
-            service.stop()
+    with bench_service(LOAD_ENV) as service:
+        # One job first: the CPU worker's first clustering compiles UMAP's numba code (tens of seconds).
+        warm = submit_all(service.base, corpora(1, args.documents, offset=args.jobs * args.documents), 1)[0]
+        wait_finished(service.base, [warm.job_id], 600)
+        before = set(job_ids(service.base))
+        poller = Poller(service.base, rate=args.rate).start()
+        started = time.perf_counter()
+        submissions = submit_all(service.base, work, args.clients, on_accepted=poller.add)
+        submitted = time.perf_counter() - started
+        accepted = [s.job_id for s in submissions if s.job_id]
+        if args.poll_seconds is not None:
+            time.sleep(max(0.0, args.poll_seconds - (time.perf_counter() - started)))
+            poller.stop()
+        wait_finished(service.base, accepted, 3600)
+        if args.poll_seconds is None:
+            poller.stop()
+        found = problems(service.base, submissions, before)
+        rate = jobs_per_minute(service.base, accepted) if accepted else 0.0
 
     polls = poller.summary()
     slowest = max(s.seconds for s in submissions)

@@ -14,15 +14,12 @@ import argparse
 import json
 import signal
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 from sklearn.metrics import adjusted_mutual_info_score, normalized_mutual_info_score
 
 from bench.corpora import sample
-from cli.local_service import LocalService, service_env
-from cli.redis_server import free_port
+from cli.local_service import bench_service
 from shared.schemas import FINISHED
 
 def main() -> None:
@@ -35,30 +32,23 @@ def main() -> None:
     # A plain `kill` should stop the service it started too: run the `finally` below rather than die at once.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-    with tempfile.TemporaryDirectory() as tmp:
-        service = LocalService(service_env(Path(tmp) / "var", free_port()), Path(tmp) / "up.log")
-        try:
-            started = time.perf_counter()
-            service.wait_ready()
-            print(f"service up and models loaded: {time.perf_counter() - started:.1f} s")
-            submitted = time.perf_counter()
-            job = service.post(
-                "/api/v1/jobs", json={"documents": texts, "params": json.loads(args.params)}
-            ).json()
-            accepted = time.perf_counter() - submitted
-            stage_started: dict[str, float] = {}
+    with bench_service() as service:
+        submitted = time.perf_counter()
+        job = service.post(
+            "/api/v1/jobs", json={"documents": texts, "params": json.loads(args.params)}
+        ).json()
+        accepted = time.perf_counter() - submitted
+        stage_started: dict[str, float] = {}
 
-            def done():
-                state = service.get(f"/api/v1/jobs/{job['id']}").json()
-                stage_started.setdefault(state["stage"], time.perf_counter())
-                return state if state["status"] in FINISHED else None
+        def done():
+            state = service.get(f"/api/v1/jobs/{job['id']}").json()
+            stage_started.setdefault(state["stage"], time.perf_counter())
+            return state if state["status"] in FINISHED else None
 
-            final = service.wait_until(done, 3600, "the job", every=0.25)
-            total = time.perf_counter() - submitted
-            topics = service.get(f"/api/v1/jobs/{job['id']}/topics").json()
-            docs = service.get(f"/api/v1/jobs/{job['id']}/documents?limit=10000").json()["documents"]
-        finally:
-            service.stop()
+        final = service.wait_until(done, 3600, "the job", every=0.25)
+        total = time.perf_counter() - submitted
+        topics = service.get(f"/api/v1/jobs/{job['id']}/topics").json()
+        docs = service.get(f"/api/v1/jobs/{job['id']}/documents?limit=10000").json()["documents"]
 
     print(f"corpus: {args.corpus}, {len(texts)} documents; status {final['status']}")
     print(f"accepted (HTTP 202) in {accepted:.2f} s; submit to done: {total:.1f} s")

@@ -8,12 +8,16 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
 import requests
+
+from cli.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
@@ -81,3 +85,19 @@ def service_env(data_dir: Path, port: int, database_url: str | None = None) -> d
     if database_url:
         env["TOPICQ_DATABASE_URL"] = database_url
     return env
+
+
+@contextmanager
+def bench_service(extra_env: dict[str, str] | None = None, timeout: float = 300) -> Iterator[LocalService]:
+    """`topicq up` for a benchmark: in a temporary data directory on a free port, waited for until its workers
+    are ready (it says how long that took), stopped on the way out."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**service_env(Path(tmp) / "var", free_port()), **(extra_env or {})}
+        service = LocalService(env, Path(tmp) / "up.log")
+        try:
+            started = time.perf_counter()
+            service.wait_ready(timeout=timeout)
+            print(f"service up and models loaded: {time.perf_counter() - started:.1f} s", flush=True)
+            yield service
+        finally:
+            service.stop()

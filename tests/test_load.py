@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from bench.load import POLL_RATE, Poller, corpora, job_ids, load_env, problems, submit_all, wait_finished
-from cli.local_service import LocalService
+from bench.load import LOAD_ENV, POLL_RATE, Poller, corpora, job_ids, problems, submit_all, wait_finished
+from cli.local_service import LocalService, service_env
 from cli.redis_server import free_port
 
 pytestmark = pytest.mark.e2e
@@ -23,7 +23,7 @@ POLL_SECONDS = 10
 
 
 def test_twenty_clients_at_once_get_every_job_accepted_run_once_and_their_status_answered(tmp_path):
-    service = LocalService(load_env(tmp_path / "var", free_port()), tmp_path / "up.log")
+    service = LocalService({**service_env(tmp_path / "var", free_port()), **LOAD_ENV}, tmp_path / "up.log")
     try:
         service.wait_ready()
         before = set(job_ids(service.base))
