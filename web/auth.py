@@ -85,11 +85,15 @@ def _load_session_user(session_id: str) -> Account | None:
 
 @login_manager.request_loader
 def _load_token_user(req) -> Account | None:
-    scheme, _, token = req.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    user = users.by_token(context.db(), token.strip())
+    token = bearer_token(req)
+    user = users.by_token(context.db(), token) if token else None
     return Account.of(user) if user is not None else None
+
+
+def bearer_token(req) -> str | None:
+    """The token of an ``Authorization: Bearer TOKEN`` header, if the request has one."""
+    scheme, _, token = req.headers.get("Authorization", "").partition(" ")
+    return (token.strip() or None) if scheme.lower() == "bearer" else None
 
 
 def accounts_on() -> bool:

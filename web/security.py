@@ -20,6 +20,7 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from web.auth import bearer_token
 from web.errors import error_response
 
 API_PREFIX = "/api/"
@@ -74,7 +75,7 @@ def check_request():
     if request.method in SAFE_METHODS or request.endpoint is None:  # no route: let routing answer 404/405
         return None
     if request.path.startswith(API_PREFIX):
-        if cross_site() and not has_bearer_token():
+        if cross_site() and bearer_token(request) is None:
             return error_response(403, "cross_origin", "the API refuses requests a browser sends from another "
                                   "site; call it from this site's pages or with 'Authorization: Bearer TOKEN'")
         return None
@@ -93,11 +94,6 @@ def cross_site() -> bool:
     if origin is None:
         return False
     return urlsplit(origin).netloc.lower() != request.host.lower()  # "null" (a sandboxed page) differs too
-
-
-def has_bearer_token() -> bool:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and bool(token.strip())
 
 
 def csrf_failed(exc: CSRFError):
