@@ -27,10 +27,11 @@ from pathlib import Path
 
 import psutil
 
+from bench.corpora import DATA
 from cli.local_service import LocalService, free_port, service_env
 from shared.schemas import FINISHED
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "pypi_summaries.jsonl.gz"
+CORPUS = DATA / "pypi_summaries.jsonl.gz"
 GOAL_MEMORY_GIB = 12.0
 GOAL_STILL_SECONDS = 30.0
 
