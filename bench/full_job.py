@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
+import requests
 
 from bench.corpora import DATA
 from cli.local_service import LocalService, free_port, service_env
@@ -109,8 +110,8 @@ def main() -> None:
 
         submitted = time.perf_counter()
         with upload.open("rb") as fh:
-            answer = svc.post("/api/v1/jobs", files={"file": ("pypi.jsonl", fh, "application/jsonl")},
-                              data={"name": f"pypi {n}"}, timeout=3600)
+            answer = requests.post(f"{svc.base}/api/v1/jobs", files={"file": ("pypi.jsonl", fh, "application/jsonl")},
+                                   data={"name": f"pypi {n}"}, timeout=3600)
         accepted = time.perf_counter() - submitted
         if answer.status_code != 202:
             raise SystemExit(f"submission refused: {answer.status_code} {answer.text[:300]}")
@@ -121,7 +122,7 @@ def main() -> None:
         deadline = submitted + args.timeout
         while time.perf_counter() < deadline:
             asked = time.perf_counter()
-            job = svc.get(f"/api/v1/jobs/{job_id}", timeout=60).json()
+            job = requests.get(f"{svc.base}/api/v1/jobs/{job_id}", timeout=60).json()
             now = time.perf_counter()
             latencies.append(now - asked)
             seen = (job.get("stage"), job.get("progress"))
