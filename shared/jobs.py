@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 
 import numpy as np
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import LargeBinary, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from shared import search, work
 from shared.models import Assignment, Document, Job, JobArray, LabelRun, Theme, Topic, TopicMerge, WorkItem, utcnow
 
-INSERT_BATCH = 5_000
+INSERT_BATCH = 5_000  # documents an INSERT stores
+READ_BATCH = 5_000  # documents a query of iter_documents reads
 FINISHED = ("succeeded", "failed", "cancelled")
 
 
@@ -42,11 +44,16 @@ class ThemeRow:
 
 
 def create_job(
-    session: Session, *, name: str | None, documents: Sequence[tuple[str, str | None]], params: dict,
+    session: Session, *, name: str | None, documents: Iterable[tuple[str, str | None]], params: dict,
     priority: int = 0, owner_id: int | None = None,
 ) -> Job:
     """Insert a queued job with its documents ``(text, title)`` in submission order, and its first work item;
-    ``owner_id``: the user submitting it (None without accounts)."""
+    ``owner_id``: the user submitting it (None without accounts).
+
+    ``documents`` may be a stream (an upload being parsed): it is stored INSERT_BATCH rows an INSERT as it comes,
+    so memory holds one batch, and ``n_documents`` is set once it has all been counted. An error the stream raises
+    midway propagates with the rows so far in the session's transaction: the caller rolls back, leaving nothing.
+    """
     job = Job(
         id=str(uuid.uuid4()),
         name=name,
@@ -54,20 +61,23 @@ def create_job(
         stage="queued",
         progress=0.0,
         params=params,
-        n_documents=len(documents),
+        n_documents=0,
         priority=priority,
         attempts=0,
         owner_id=owner_id,
     )
     session.add(job)
     session.flush()
-    for start in range(0, len(documents), INSERT_BATCH):
-        chunk = documents[start : start + INSERT_BATCH]
+    rows, count = iter(documents), 0
+    while batch := list(islice(rows, INSERT_BATCH)):
         session.execute(
-            Document.__table__.insert(),
-            [{"job_id": job.id, "idx": start + i, "text": t, "title": title} for i, (t, title) in enumerate(chunk)],
+            insert(Document),
+            [{"job_id": job.id, "idx": count + i, "text": t, "title": title} for i, (t, title) in enumerate(batch)],
         )
+        count += len(batch)
+    job.n_documents = count
     work.start_job(session, job.id)
+    session.flush()
     return job
 
 
@@ -102,6 +112,25 @@ def load_documents(session: Session, job_id: str, start: int = 0, stop: int | No
     if stop is not None:
         query = query.where(Document.idx < stop)
     return list(session.scalars(query.order_by(Document.idx)))
+
+
+def iter_documents(
+    session: Session, job_id: str, start: int = 0, stop: int | None = None, batch: int = READ_BATCH
+) -> Iterator[list[str]]:
+    """The texts of documents ``start`` to ``stop`` (exclusive; None: to the end), in order, a list of up to
+    ``batch`` at a time: one query each, for a range of the key (``start <= idx < start + batch``, never OFFSET),
+    so a batch costs the same at the end of a large job as at its start and memory holds one batch."""
+    if stop is None:
+        stop = session.scalar(select(func.coalesce(func.max(Document.idx), -1)).where(Document.job_id == job_id)) + 1
+    for first in range(start, stop, batch):
+        # Only the text column, as scalars: a Row per document would cost more than the query (3x on SQLite).
+        texts = list(session.scalars(
+            select(Document.text)
+            .where(Document.job_id == job_id, Document.idx >= first, Document.idx < min(first + batch, stop))
+            .order_by(Document.idx)
+        ))
+        if texts:
+            yield texts
 
 
 def document_texts(session: Session, job_id: str, indices: Iterable[int]) -> dict[int, str]:
@@ -153,11 +182,17 @@ def finish(
         return False
     for table in (Topic, Theme, JobArray):
         session.execute(delete(table).where(table.job_id == job_id))
-    session.add_all(Topic(job_id=job_id, **row.__dict__) for row in topics)
-    session.add_all(Theme(job_id=job_id, **row.__dict__) for row in themes)
-    for name, values in arrays.items():
-        packed = np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<"))
-        session.add(JobArray(job_id=job_id, name=name, dtype=packed.dtype.str, length=len(packed), data=packed.tobytes()))
+    # One INSERT of many rows per table (a job may have thousands of topics), not an ORM object per row.
+    for table, rows in ((Topic, topics), (Theme, themes)):
+        if rows:
+            session.execute(insert(table), [{"job_id": job_id, **row.__dict__} for row in rows])
+    packed = {name: np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<"))
+              for name, values in arrays.items()}
+    if packed:
+        session.execute(insert(JobArray), [
+            {"job_id": job_id, "name": name, "dtype": values.dtype.str, "length": len(values), "data": values.tobytes()}
+            for name, values in packed.items()
+        ])
     search.index_job(session, job_id)
     return True
 
@@ -207,5 +242,29 @@ def load_array(session: Session, job_id: str, name: str) -> np.ndarray | None:
     if row is None:
         return None
     return np.frombuffer(row.data, dtype=np.dtype(row.dtype), count=row.length)
+
+
+def load_array_slices(
+    session: Session, job_id: str, names: Sequence[str], start: int, stop: int
+) -> dict[str, np.ndarray]:
+    """Elements ``start`` to ``stop`` (exclusive, clipped to each array's length) of the job's arrays ``names``
+    that exist, each of shape (stop - start,): the database cuts the bytes out of the blob (substr works on SQLite
+    BLOBs and PostgreSQL bytea alike), so a page of a large job reads a page, not the whole array."""
+    shapes = session.execute(
+        select(JobArray.name, JobArray.dtype, JobArray.length)
+        .where(JobArray.job_id == job_id, JobArray.name.in_(names))
+    ).all()
+    out: dict[str, np.ndarray] = {}
+    for name, dtype, length in shapes:
+        dtype = np.dtype(dtype)
+        first = min(start, length)
+        last = max(first, min(stop, length))
+        data = session.scalar(
+            select(func.substr(JobArray.data, first * dtype.itemsize + 1, (last - first) * dtype.itemsize,
+                               type_=LargeBinary))
+            .where(JobArray.job_id == job_id, JobArray.name == name)
+        )
+        out[name] = np.frombuffer(bytes(data or b""), dtype=dtype, count=last - first)
+    return out
 
 

@@ -291,8 +291,11 @@ class DocumentResult(BaseModel):
 
 
 class DocumentsPublic(BaseModel):
+    """``GET /api/v1/jobs/{id}/documents``: a page of the documents' results, in submission order."""
+
     documents: list[DocumentResult]
     total: int
+    next: int | None = Field(description="Pass as `after` for the next page; null on the last page.")
 
 
 class TopicDocument(BaseModel):

@@ -131,7 +131,20 @@ class Settings(BaseSettings):
     load_models_on_start: bool = Field(
         True, description="Worker loads its models at start (not on the first job); false only for tooling."
     )
-    max_upload_mb: int = Field(200, ge=1, description="Largest request body the web accepts, in MiB.")
+    max_upload_mb: int = Field(
+        2048,
+        ge=1,
+        description="Largest request body the web accepts, in MiB. An uploaded corpus file is spooled to a "
+        "temporary file and parsed and stored as a stream, so the web's memory does not grow with it: this bounds "
+        "the temporary file's disk space, not memory.",
+    )
+    max_json_mb: int = Field(
+        200,
+        ge=1,
+        description="Largest JSON request body, and largest form field (the submit page's pasted text), in MiB "
+        "(at most TOPICQ_MAX_UPLOAD_MB): both are read and parsed whole in memory, so a large corpus goes as a "
+        "file upload (multipart/form-data, or the submit page's file field), which is streamed.",
+    )
     max_documents: int = Field(1_000_000, ge=1, description="Most documents one job may hold.")
     min_documents: int = Field(
         20, ge=2, description="Fewest documents a job needs (UMAP and HDBSCAN need a neighbourhood)."

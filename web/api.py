@@ -11,6 +11,7 @@ import re
 import redis
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy.exc import IntegrityError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from shared import jobs, label_runs, merges, work
 from shared.models import Job
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__)
 API = "/api/v1"
 MAX_PAGE = 10_000
+MIB = 1024 * 1024
 
 
 def job_or_404(job_id: str):
@@ -73,8 +75,19 @@ def job_json(job: Job) -> dict:
 
 def json_object() -> dict:
     """The request body as a JSON object, or a 400 (also for JSON nested too deeply to parse, and for a lone
-    surrogate escape such as "\\ud800": JSON allows it, but it is no Unicode text and no database stores it)."""
-    data = request.get_data()
+    surrogate escape such as "\\ud800": JSON allows it, but it is no Unicode text and no database stores it).
+    A body past TOPICQ_MAX_JSON_MB is a 413 before it is read: it would be held whole, several times over."""
+    settings = context.settings()
+    limit_mb = min(settings.max_json_mb, settings.max_upload_mb)
+    too_large = ApiError(413, "request_entity_too_large", f"the request is larger than {limit_mb} MiB, the most a "
+                         "JSON body may be; send a large corpus as a file upload (multipart/form-data)")
+    if (request.content_length or 0) > limit_mb * MIB:
+        raise too_large
+    request.max_content_length = limit_mb * MIB  # a body without a Content-Length (chunked) stops there too
+    try:
+        data = request.get_data()
+    except RequestEntityTooLarge:
+        raise too_large from None
     try:
         body = json.loads(data)
     except (ValueError, RecursionError):
@@ -253,19 +266,29 @@ def get_themes(job_id: str):
 
 @bp.get(f"{API}/jobs/<job_id>/documents")
 def get_documents(job_id: str):
+    """A page of the documents' results in submission order: ``after`` (the last index of the page before, as its
+    ``next`` says) or ``offset`` (kept for older clients) says where it starts. Either way only the page's part of
+    each array is read, so the last page of a large job costs what the first does."""
     session = context.db()
     job = succeeded_job_or_409(job_id, "document results")
-    offset = _int_arg("offset", 0, 0, 10**9)
+    if request.args.get("after") and request.args.get("offset"):
+        raise ApiError(400, "invalid_parameter", "give after or offset, not both")
+    if request.args.get("after"):
+        start = _int_arg("after", 0, 0, 10**9) + 1
+    else:
+        start = _int_arg("offset", 0, 0, 10**9)
     limit = _int_arg("limit", 1000, 1, MAX_PAGE)
-    topic, original, x, y = (jobs.load_array(session, job_id, n) for n in ("topic", "topic_original", "x", "y"))
-    if original is None:  # a job finished before outlier reduction existed
-        original = topic
-    end = min(offset + limit, job.n_documents)
+    stop = max(start, min(start + limit, job.n_documents))
+    arrays = jobs.load_array_slices(session, job_id, ("topic", "topic_original", "x", "y"), start, stop)
+    topic, x, y = arrays["topic"], arrays["x"], arrays["y"]
+    original = arrays.get("topic_original", topic)  # a job finished before outlier reduction existed has none
     documents = [
-        DocumentResult(index=i, topic=int(topic[i]), original_topic=int(original[i]), x=float(x[i]), y=float(y[i]))
-        for i in range(offset, end)
+        DocumentResult(index=start + i, topic=int(topic[i]), original_topic=int(original[i]), x=float(x[i]),
+                       y=float(y[i]))
+        for i in range(len(topic))
     ]
-    return jsonify(DocumentsPublic(documents=documents, total=job.n_documents).model_dump(mode="json"))
+    following = stop - 1 if stop < job.n_documents else None
+    return jsonify(DocumentsPublic(documents=documents, total=job.n_documents, next=following).model_dump(mode="json"))
 
 
 def start_relabel(job_id: str, prompt: str | None):

@@ -155,7 +155,12 @@ OPERATIONS: dict[str, Operation] = {
     "api.get_themes": Operation("The themes grouping the topics", {200: ThemesPublic}, SUCCEEDED),
     "api.get_documents": Operation(
         "Each document's topic and map position, in submission order", {200: DocumentsPublic}, (400, *SUCCEEDED),
-        query=(OFFSET, Query("limit", _bounded(1, MAX_PAGE), "Documents a page (default 1000).")),
+        query=(
+            Query("after", _bounded(0, 10**9), "Start after this index: the `next` of the page before (not with "
+                  "offset)."),
+            Query("offset", _bounded(0, 10**9), "Skip this many (not with after)."),
+            Query("limit", _bounded(1, MAX_PAGE), "Documents a page (default 1000)."),
+        ),
     ),
     "api.relabel": Operation(
         "Label the topics again, with the default or a custom prompt", {202: LabelRunPublic}, (400, 404, 409, 429),
@@ -219,7 +224,7 @@ ERRORS = {
     403: "An unsafe request a browser sent from another site",
     404: "No such job (or another user's), or nothing of it by that id",
     409: "Not in this state: the job has not succeeded, or an edit of it is in progress",
-    413: "The request is larger than TOPICQ_MAX_UPLOAD_MB",
+    413: "The request is larger than TOPICQ_MAX_UPLOAD_MB (a JSON body: TOPICQ_MAX_JSON_MB)",
     415: "The body is neither JSON nor a multipart form",
     429: "Too many requests of this kind, or too many jobs queued: try again after Retry-After seconds",
     503: "The job database did not answer (or, for the workers, Redis)",

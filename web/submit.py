@@ -1,10 +1,14 @@
-"""Accepting a corpus: parse it, store the job, then queue it (in that order, so nothing is lost)."""
+"""Accepting a corpus: parse it, store the job, then queue it (in that order, so nothing is lost).
+
+An uploaded file is parsed as a stream (werkzeug has spooled it to a temporary file) and stored in batches while
+it is read, inside the request's one transaction: a problem anywhere in it rolls back everything stored so far.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from werkzeug.datastructures import FileStorage, MultiDict
 
@@ -42,14 +46,14 @@ def priority_from_form(form: MultiDict) -> int:
     return FormOptions.model_validate({"priority": given} if given else {}).priority
 
 
-def docs_from_form(form: MultiDict, upload: FileStorage | None) -> list[corpus.Doc]:
+def docs_from_form(form: MultiDict, upload: FileStorage | None) -> Iterable[corpus.Doc]:
+    """The documents of the form: the uploaded file's, read lazily from its stream as they are iterated, else
+    the pasted text's."""
     if upload is not None and upload.filename:
-        return corpus.parse_file(
-            upload.read(), upload.filename, form.get("text_column"), form.get("title_column")
-        )
+        return corpus.read_file(upload.stream, upload.filename, form.get("text_column"), form.get("title_column"))
     pasted = corpus.without_nul(form.get("text", ""))
     if pasted.strip():
-        return corpus.parse_lines(pasted)
+        return corpus.line_docs(corpus.split_lines([pasted]))
     raise corpus.CorpusError("no documents: paste text (one document per line) or upload a file")
 
 
@@ -57,18 +61,27 @@ def docs_from_json(body: JobCreate) -> list[corpus.Doc]:
     return corpus.from_json_items(body.documents)
 
 
-def submit(name: str | None, docs: list[corpus.Doc], params: JobParams, priority: int = 0) -> Job:
+def submit(name: str | None, docs: Iterable[corpus.Doc], params: JobParams, priority: int = 0) -> Job:
+    """Store a job of ``docs`` (a list, or a stream read as it is stored) and ring for a worker. A CorpusError
+    (too few or too many documents, a bad line of a file) leaves nothing stored: the transaction is rolled back.
+    """
     settings = context.settings()
     name = corpus.without_nul(name) if name else name
-    corpus.check_size(docs, settings.min_documents, settings.max_documents)
+    if isinstance(docs, list):  # known in full already: refuse before anything is stored
+        corpus.check_size(docs, settings.min_documents, settings.max_documents)
     session = context.db()
     owner = auth.new_job_owner()
     if owner is not None and jobs.count_unfinished(session, owner) >= settings.max_queued_jobs:
         raise ApiError(429, "too_many_queued_jobs",
                        f"you have {settings.max_queued_jobs} jobs queued or running, the most one user may have; "
                        "submit again when one has finished", headers={"Retry-After": "30"})
-    job = jobs.create_job(session, name=name, documents=docs, params=params.model_dump(mode="json"),
-                          priority=priority, owner_id=owner)
+    try:
+        job = jobs.create_job(session, name=name, documents=corpus.at_most(docs, settings.max_documents),
+                              params=params.model_dump(mode="json"), priority=priority, owner_id=owner)
+        corpus.check_count(job.n_documents, settings.min_documents)
+    except BaseException:
+        session.rollback()  # the rows of a half-read file: the page that shows the error must not see them
+        raise
     session.commit()  # commit first, then ring: a worker never looks for work that is not there yet
     try:
         ring(context.celery(), "gpu")
