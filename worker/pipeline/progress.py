@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -31,3 +35,58 @@ def overall(stage: str, done: int, total: int) -> float:
 
 def no_progress(stage: str, done: int, total: int) -> None:
     return None
+
+
+class Ticker:
+    """Moves a stage's progress from ``start`` towards ``end`` (of ``total``) every ``interval`` seconds while a
+    step with no callback of its own runs (NN-descent, BERTopic's fit), so that a large job's progress never
+    stands still for long. The position follows 1 - exp(-elapsed / expected_s): it keeps moving, slower and
+    slower, and never claims the end before the step has finished.
+
+    ``progress`` and ``check`` run on the ticker's thread; what they raise (a cancelled job) is raised again in
+    the caller's thread when the block ends, since the step itself cannot be interrupted."""
+
+    def __init__(self, progress: Progress, stage: str, start: int, end: int, total: int, expected_s: float,
+                 interval: float = 5.0, check: Callable[[], None] | None = None) -> None:
+        self.progress, self.stage, self.start, self.end, self.total = progress, stage, start, end, total
+        self.expected_s, self.interval, self.check = max(expected_s, 1e-3), interval, check
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"topicq-ticker-{stage}")
+
+    def _run(self) -> None:
+        began = time.monotonic()
+        while not self._stop.wait(self.interval):
+            share = 1.0 - math.exp(-(time.monotonic() - began) / self.expected_s)
+            try:
+                if self.check is not None:
+                    self.check()
+                self.progress(self.stage, self.start + int((self.end - self.start) * share * 0.99), self.total)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread in __exit__
+                self._error = exc
+                return
+
+    def __enter__(self) -> Ticker:
+        self.progress(self.stage, self.start, self.total)
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type, *_exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        if exc_type is None and self._error is not None:
+            raise self._error
+        if exc_type is None:
+            self.progress(self.stage, self.end, self.total)
+
+
+class Steps:
+    """Names the steps inside a stage for whoever watches them (bench/scale.py times each and samples its
+    memory); this base does nothing. ``with steps.step("search"): ...``"""
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        yield
+
+
+NO_STEPS = Steps()

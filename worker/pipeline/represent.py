@@ -61,12 +61,31 @@ def corpus_stop_words(texts: list[str], max_share: float = MAX_DOCUMENT_SHARE) -
     return base | frequent if len(frequent) < len(vocabulary) else base
 
 
+# The most frequent words kept for c-TF-IDF. Topics need a few dozen candidate words each (KeyBERT takes 30),
+# so even 1,000 topics use far fewer; the cap bounds the vocabulary, and the (n_topics, vocabulary) c-TF-IDF
+# matrix BERTopic keeps and exports, however large the corpus. It never binds below ~100k documents (python_docs'
+# 14,740 paragraphs: 11k words; 595,905 PyPI summaries: 90k words at min_df=2).
+MAX_VOCABULARY = 50_000
+
+
+class BoundedVectorizer(CountVectorizer):
+    """CountVectorizer whose vocabulary maps to plain ints: with ``max_features`` set, scikit-learn renumbers
+    the kept words as numpy int64, which BERTopic's safetensors export cannot write to JSON."""
+
+    def fit_transform(self, raw_documents, y=None):
+        counts = super().fit_transform(raw_documents, y)
+        self.vocabulary_ = {word: int(column) for word, column in self.vocabulary_.items()}
+        return counts
+
+
 def vectorizer_for(texts: list[str]) -> CountVectorizer:
     """The keyword vectorizer for a corpus: English and corpus stop words out, web addresses out, and from
-    100 documents on, tokens found only once dropped (min_df=2)."""
-    return CountVectorizer(
+    100 documents on, words of one topic only dropped (min_df=2: BERTopic fits the vectorizer on one joined
+    document per topic), and at most ``MAX_VOCABULARY`` words, the most frequent."""
+    return BoundedVectorizer(
         stop_words=sorted(corpus_stop_words(texts)),
         min_df=2 if len(texts) >= 100 else 1,
+        max_features=MAX_VOCABULARY,
         preprocessor=keyword_text,
     )
 
@@ -166,11 +185,15 @@ def representative_documents(topic_model, texts: list[str], doc_topics: np.ndarr
     """
     rng = np.random.default_rng(seed)
     ordered_topics = sorted(topic_model.topic_representations_)  # row order of c_tf_idf_
+    # Each topic's documents in index order from one stable sort, not a scan of all n documents per topic.
+    by_topic = np.argsort(doc_topics, kind="stable")
+    sorted_topics = doc_topics[by_topic]
     result: dict[int, list[int]] = {}
     for row, topic in enumerate(ordered_topics):
         if topic < 0:
             continue
-        members = np.flatnonzero(doc_topics == topic)
+        start, stop = np.searchsorted(sorted_topics, topic, "left"), np.searchsorted(sorted_topics, topic, "right")
+        members = by_topic[start:stop]
         if len(members) > N_CANDIDATES:
             members = np.sort(rng.choice(members, N_CANDIDATES, replace=False))
         if len(members) == 0:

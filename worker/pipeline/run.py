@@ -17,8 +17,8 @@ from worker.pipeline.cluster import cluster
 from worker.pipeline.embed import DEFAULT_WINDOWS, embed
 from worker.pipeline.label import Label, LabelInput, label_topics
 from worker.pipeline.outliers import reassign_outliers
-from worker.pipeline.progress import Progress, no_progress
-from worker.pipeline.reduce import Check, fit_umap, map_coordinates
+from worker.pipeline.progress import NO_STEPS, Progress, Steps, Ticker, no_progress
+from worker.pipeline.reduce import Check, reduce
 from worker.pipeline.represent import TopicRepresentation, represent
 from worker.pipeline.scores import Scores, score
 from worker.pipeline.themes import group_topics, topic_vectors
@@ -108,40 +108,44 @@ def cluster_stage(
     config: PipelineConfig,
     progress: Progress = no_progress,
     check: Check | None = None,
+    steps: Steps = NO_STEPS,
 ) -> Clusters:
-    """Everything between embeddings and labels, on the CPU: UMAP (to 5-D and to the 2-D map), HDBSCAN,
-    outlier reduction, c-TF-IDF with its representations, scores and the themes' grouping. ``check`` is called
-    between UMAP's epochs and may raise to stop (a cancelled job)."""
-    progress("reducing", 0, 2)
-    _, reduced = fit_umap(embeddings, seed=config.seed, check=check)
-    progress("reducing", 1, 2)
-    coords = map_coordinates(embeddings, seed=config.seed, check=check)
-    progress("reducing", 2, 2)
+    """Everything between embeddings and labels, on the CPU: UMAP (to 5-D and to the 2-D map, on one shared
+    neighbour graph), HDBSCAN, outlier reduction, c-TF-IDF with its representations, scores and the themes'
+    grouping. ``check`` is called between UMAP's epochs and may raise to stop (a cancelled job); ``steps``
+    is told each step's name (bench/scale.py times them)."""
+    reduced, coords = reduce(embeddings, seed=config.seed, progress=progress, check=check, steps=steps)
 
-    progress("clustering", 0, 1)
+    progress("clustering", 0, 2)
     # HDBSCAN needs both sizes below the number of documents; a larger request means "one topic at most".
     min_size = min(params.min_topic_size or default_min_topic_size(len(texts)), len(texts) - 1)
     min_samples = min(params.min_samples or default_min_samples(min_size), len(texts) - 1)
-    _, original = cluster(reduced, min_size, min_samples)
+    with steps.step("hdbscan"), Ticker(progress, "clustering", 0, 1, 2, expected_s=2e-4 * len(texts)):
+        _, original = cluster(reduced, min_size, min_samples)
     clusters = original
     if params.reduce_outliers:
         threshold = DEFAULT_OUTLIER_THRESHOLD if params.outlier_threshold is None else params.outlier_threshold
-        clusters = reassign_outliers(embeddings, original, threshold)
-    progress("clustering", 1, 1)
+        with steps.step("outliers"):
+            clusters = reassign_outliers(embeddings, original, threshold)
+    progress("clustering", 2, 2)
 
-    progress("representing", 0, 1)
-    representations, doc_topics, topic_model = represent(
-        texts, embeddings, clusters, embedding_model, params.nr_topics, seed=config.seed
-    )
+    # BERTopic's fit has no callback (its word embeddings for KeyBERT alone take a minute at 600k documents):
+    # the ticker keeps the bar moving; about 0.3 ms per document on two cores (bench/scale.py).
+    with steps.step("represent"), Ticker(progress, "representing", 0, 8, 10, expected_s=3e-4 * len(texts)):
+        representations, doc_topics, topic_model = represent(
+            texts, embeddings, clusters, embedding_model, params.nr_topics, seed=config.seed
+        )
     original_doc_topics = np.where(original < 0, -1, doc_topics).astype(np.int32)
     analyzer = topic_model.vectorizer_model.build_analyzer() if topic_model is not None else None
-    scores = score([r.keywords for r in representations], doc_topics, texts, analyzer)
+    with steps.step("scores"), Ticker(progress, "representing", 8, 9, 10, expected_s=5e-5 * len(texts)):
+        scores = score([r.keywords for r in representations], doc_topics, texts, analyzer)
     ids = [r.topic for r in representations]
-    theme_of = (
-        group_topics(topic_vectors(embeddings, doc_topics, ids), np.array([r.size for r in representations]))
-        if ids else np.array([], dtype=np.int32)
-    )
-    progress("representing", 1, 1)
+    with steps.step("themes"):
+        theme_of = (
+            group_topics(topic_vectors(embeddings, doc_topics, ids), np.array([r.size for r in representations]))
+            if ids else np.array([], dtype=np.int32)
+        )
+    progress("representing", 10, 10)
     return Clusters(representations, doc_topics.astype(np.int32), original_doc_topics,
                     np.asarray(coords, dtype=np.float32), np.asarray(theme_of, dtype=np.int32), scores, topic_model)
 
