@@ -14,8 +14,10 @@ more neighbours (0.329) but must wait for the 5-D fit, so the two could not run 
 
 from __future__ import annotations
 
+import math
 import re
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -77,6 +79,13 @@ def neighbour_graph(embeddings: np.ndarray, n_neighbors: int = N_NEIGHBORS, seed
     return indices, distances
 
 
+# From this many documents on, UMAP starts from the PCA of the embeddings instead of its spectral layout: at
+# 595,905 PyPI summaries the spectral layout's ARPACK eigensolver ran over 10 minutes without a callback, and
+# the two fits' solvers took turns on the GIL (its loop is Python), while PCA takes seconds. The epochs that
+# follow shape the result either way; below this size the spectral start is kept (small jobs unchanged).
+PCA_INIT_FROM = 100_000
+
+
 def _umap(n_components: int, n_documents: int, min_dist: float, seed: int | None, check: Check | None = None,
           report: EpochReport | None = None, knn=None):
     from umap import UMAP
@@ -93,6 +102,7 @@ def _umap(n_components: int, n_documents: int, min_dist: float, seed: int | None
         metric="cosine",
         random_state=seed,
         tqdm_kwds=bar,
+        init="pca" if n_documents >= PCA_INIT_FROM else "spectral",
         **extra,
     )
 
@@ -138,9 +148,11 @@ def map_coordinates(embeddings: np.ndarray, seed: int | None = 42, check: Check 
     return coords
 
 
-# Shares of the reducing stage's progress bar: the neighbour search, then both fits together (they run side by
-# side), from bench/scale.py's timings (the search is 5-10% of the stage at 10k-50k documents).
+# Shares of the reducing stage's progress bar: the neighbour search, the fits' set-up (the fuzzy graph and the
+# initial layout, which have no callback either), then both fits' epochs together (they run side by side), from
+# bench/scale.py's timings (the search is 5-10% of the stage at 10k-50k documents).
 _SEARCH = 0.1
+_SETUP = 0.1
 _STEPS = 1000  # the stage's progress total
 
 
@@ -169,6 +181,38 @@ def _side_by_side(*calls: Callable[[], object]) -> list:
     return results
 
 
+@contextmanager
+def _until(began: threading.Event, progress: Progress, start: float, end: float, expected_s: float,
+           check: Check | None, interval: float = 5.0) -> Iterator[None]:
+    """Moves the bar from ``start`` towards ``end`` (shares of the stage) every ``interval`` seconds until the
+    epochs report (``began``), as ``Ticker`` does: the fuzzy graph and the initial layout have no callback. A
+    cancel seen here is raised again once the fits return."""
+    stop, errors = threading.Event(), []
+
+    def tick() -> None:
+        t0 = time.monotonic()
+        while not stop.wait(interval) and not began.is_set():
+            share = 1.0 - math.exp(-(time.monotonic() - t0) / max(expected_s, 1e-3))
+            try:
+                if check is not None:
+                    check()
+                if not began.is_set():
+                    progress("reducing", int(_STEPS * (start + (end - start) * 0.99 * share)), _STEPS)
+            except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread below
+                errors.append(exc)
+                return
+
+    thread = threading.Thread(target=tick, daemon=True, name="topicq-umap-setup")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
 def reduce(embeddings: np.ndarray, seed: int | None = 42, progress: Progress = no_progress,
            check: Check | None = None, steps: Steps = NO_STEPS, shared_from: int = SMALL) -> tuple[np.ndarray, np.ndarray]:
     """The clustering input (n, 5) and the map (n, 2), both float32, reporting ("reducing", done, 1000)
@@ -183,18 +227,21 @@ def reduce(embeddings: np.ndarray, seed: int | None = 42, progress: Progress = n
                                                expected_s=2.5e-4 * n, check=check):
             knn = neighbour_graph(embeddings, min(N_NEIGHBORS, n - 1), seed)
     search = _SEARCH if knn is not None else 0.0
+    first = search + _SETUP  # where the epochs start
     share = {5: 0.0, 2: 0.0}  # each fit's epochs done / epochs; the bar shows their mean
     lock = threading.Lock()
+    epochs_began = threading.Event()
 
     def report_for(components: int) -> EpochReport:
         def report(done: int, total: int) -> None:
+            epochs_began.set()
             with lock:  # both fits' threads report; the sum only grows
                 share[components] = done / max(total, 1)
-                value = int(_STEPS * (search + (1 - search) * (share[5] + share[2]) / 2))
+                value = int(_STEPS * (first + (1 - first) * (share[5] + share[2]) / 2))
                 progress("reducing", min(value, _STEPS - 1), _STEPS)
         return report
 
-    with steps.step("umap 5-D + 2-D"), _quiet():
+    with steps.step("umap 5-D + 2-D"), _quiet(), _until(epochs_began, progress, search, first, 1e-4 * n, check):
         (_, reduced), (_, coords) = _side_by_side(
             lambda: _fit(embeddings, 5, 0.0, seed, check, knn, report_for(5)),
             lambda: _fit(embeddings, 2, MAP_MIN_DIST, seed, check, knn, report_for(2)),
