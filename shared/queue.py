@@ -40,6 +40,9 @@ def make_celery(settings: Settings, name: str = "topicq") -> Celery:
         broker_connection_retry_on_startup=True,
         broker_transport_options={"visibility_timeout": 6 * 3600},
         worker_hijack_root_logger=False,
+        # Task events for Flower (the compose file's monitor): a doorbell's received/started/succeeded.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
     )
     return app
 
