@@ -1,6 +1,7 @@
 """The stage runner on a real database with the real embedding model: a job's work items claimed, run and
 chained the way workers do (labels from a scripted labeler here; the end-to-end tests use the real LLM)."""
 
+import threading
 from datetime import timedelta
 
 import numpy as np
@@ -345,6 +346,13 @@ def test_a_cancel_check_between_umap_epochs_stops_the_fit():
     with pytest.raises(JobCancelled):
         fit_umap(vectors, check=check)
     assert len(calls) == 1
+    # The stopped fit left nothing held: a fit on another thread (a worker's next job) runs to its end.
+    # (tqdm's refresh keeps its process-wide lock when the bar raises; a worker then hung on its next fit.)
+    later: list = []
+    thread = threading.Thread(target=lambda: later.append(fit_umap(vectors)), daemon=True)
+    thread.start()
+    thread.join(timeout=120)
+    assert not thread.is_alive() and later[0][1].shape == (200, 5)
     _, reduced = fit_umap(vectors, check=lambda: None)  # a check that passes changes nothing
     _, unchecked = fit_umap(vectors)
     assert np.array_equal(reduced, unchecked)

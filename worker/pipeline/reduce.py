@@ -41,10 +41,17 @@ class _EpochBar:
 
     def __init__(self, check: Check | None, report: EpochReport | None) -> None:
         self.check, self.report = check, report
+        self.stopped = False  # the check raised: the fit is ending, later refreshes (tqdm's close) do nothing
 
     def write(self, text: str) -> None:
+        if self.stopped:
+            return
         if self.check is not None:
-            self.check()
+            try:
+                self.check()
+            except BaseException:
+                self.stopped = True
+                raise
         found = _BAR.search(text)
         if found and self.report is not None:
             self.report(int(found[1]), int(found[2]))
@@ -119,9 +126,30 @@ def _quiet() -> Iterator[None]:
         yield
 
 
+def _free_tqdm_lock() -> None:
+    """Release tqdm's process-wide lock where this thread still holds it. tqdm's ``refresh`` acquires it, writes
+    the bar and releases it without a ``finally``: when the bar's file raises (a cancel seen between epochs), the
+    lock stays held by the fit's thread, and the next tqdm bar of any other thread (the worker's next job)
+    waits on it forever. Each lock is released until it says this thread holds it no more."""
+    from tqdm import tqdm
+
+    for lock in reversed(tqdm.get_lock().locks):
+        while True:
+            try:
+                lock.release()
+            except (AssertionError, RuntimeError, ValueError):  # not (or no longer) held by this thread
+                break
+
+
 def _fit(embeddings, n_components, min_dist, seed, check, knn, report):
     model = _umap(n_components, len(embeddings), min_dist, seed, check, report, knn)
-    return model, np.asarray(model.fit_transform(embeddings), dtype=np.float32)
+    try:
+        return model, np.asarray(model.fit_transform(embeddings), dtype=np.float32)
+    except BaseException:
+        bar = (model.tqdm_kwds or {}).get("file")
+        if isinstance(bar, _EpochBar) and bar.stopped:
+            _free_tqdm_lock()
+        raise
 
 
 def fit_umap(
