@@ -7,7 +7,7 @@ from flask import current_app, g
 from sqlalchemy.orm import Session
 
 from shared.settings import Settings
-from shared.storage import ArtifactStore, LocalArtifactStore
+from shared.storage import ArtifactStore, open_store
 
 
 def settings() -> Settings:
@@ -19,8 +19,12 @@ def celery() -> Celery:
 
 
 def store() -> ArtifactStore:
-    """The artifact store the workers write to (the same directory as theirs)."""
-    return LocalArtifactStore(settings().data_dir / "artifacts")
+    """The artifact store the workers write to (TOPICQ_ARTIFACT_URL, or the data directory's folder), made once
+    per app: an object store's client keeps its connections between requests."""
+    topicq = current_app.extensions["topicq"]
+    if "store" not in topicq:  # two first requests at once may both make one: harmless, the last one stays
+        topicq["store"] = open_store(topicq["settings"])
+    return topicq["store"]
 
 
 def db() -> Session:

@@ -24,7 +24,7 @@ from shared.db import make_engine, make_session_factory, transaction
 from shared.models import WorkItem
 from shared.queue import ASSIGN, MERGE, RELABEL, WORK, make_celery, publish_worker_state, redis_client, ring
 from shared.settings import get_settings
-from shared.storage import LocalArtifactStore
+from shared.storage import ArtifactStore, check_store, open_store
 from shared.sweep import sweep
 from worker import models as model_registry
 from worker.pipeline.run import PipelineConfig
@@ -51,6 +51,12 @@ def _sessions():
     return make_session_factory(make_engine(settings))
 
 
+@lru_cache
+def _store() -> ArtifactStore:
+    """The artifact store of every role in this process: the one the web reads too (TOPICQ_ARTIFACT_URL)."""
+    return open_store(settings)
+
+
 def _hold(items: list[WorkItem]) -> None:
     _held[:] = items
     _state.update(job=items[0].job_id if items else None, stage=items[0].stage if items else None,
@@ -61,7 +67,7 @@ def _hold(items: list[WorkItem]) -> None:
 def runner() -> StageRunner:
     return StageRunner(
         factory=_sessions(),
-        store=LocalArtifactStore(settings.data_dir / "artifacts"),
+        store=_store(),
         embedding_model_name=model_registry.embedding_cache_name(settings),
         embedding_model_ref=settings.embedding_model,
         config=PipelineConfig(
@@ -96,7 +102,7 @@ def relabeler() -> RelabelRunner:
 def assigner() -> AssignRunner:
     return AssignRunner(
         factory=_sessions(),
-        store=LocalArtifactStore(settings.data_dir / "artifacts"),
+        store=_store(),
         embedder=lambda: model_registry.get_models(settings, labeler=LABELS).embedder,
         batch_size=settings.embedding_batch_size,
         stale_after=settings.stale_job_after,
@@ -135,7 +141,7 @@ def assign_documents(assignment_id: str) -> None:
 def merger() -> MergeRunner:
     return MergeRunner(
         factory=_sessions(),
-        store=LocalArtifactStore(settings.data_dir / "artifacts"),
+        store=_store(),
         embedder=lambda: model_registry.get_models(settings, labeler=LABELS).embedder,
         labeler=lambda: model_registry.get_models(settings, labeler=True).labeler,
         embedding_model_ref=settings.embedding_model,
@@ -182,6 +188,12 @@ def _start(sender=None, **_kwargs) -> None:
     hostname = getattr(sender, "hostname", None) or f"worker@{socket.gethostname()}:{os.getpid()}"
     _state["hostname"] = hostname
     threading.Thread(target=_beat, args=(hostname, _stop), daemon=True, name="topicq-heartbeat").start()
+    try:
+        check_store(_store())  # a wrong TOPICQ_ARTIFACT_URL, endpoint or credentials: stop now, not at a job
+    except Exception:
+        log.exception("could not use the artifact store; the worker exits")
+        logging.shutdown()
+        os._exit(3)
     if settings.load_models_on_start:
         _state["status"] = "loading models"
         try:
