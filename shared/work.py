@@ -3,9 +3,15 @@ and never commit.
 
 A job is a chain of items: ``embed`` chunks (accelerator), ``cluster`` (CPU), ``label`` chunks (accelerator),
 ``save`` (CPU). A worker claims the ready item of its queue that has waited longest (higher job priority
-first), so a large job's next chunk queues behind a small job that became ready meanwhile. Finishing an item
-and creating the next one happen in one transaction: a re-delivered message or a resumed job never repeats
-finished work, and the unique (job, stage, chunk) key never lets an item exist twice.
+first). Finishing an item and making the next ready happen in one transaction: a re-delivered message or a
+resumed job never repeats finished work, and the unique (job, stage, chunk) key never lets an item exist twice.
+
+Embedding is split so that several accelerator workers share one job: the job's first chunk plans all of its
+chunks at once (``plan_embedding``), of which at most ``window`` are ready or running at a time; the rest wait
+as ``planned`` and one becomes ready each time a chunk finishes (``complete_chunk``), queued behind whatever
+became ready meanwhile. So a 300-chunk job takes ``window`` workers, not the whole queue: a small job submitted
+while it embeds waits behind at most ``window - 1`` of its chunks per worker (all 300 ready at once would
+make it wait for all of them, being younger). The chunk that finishes last makes ``cluster`` ready, exactly once.
 
 Every timestamp written or compared here is the database's clock (``db_now``), so workers on machines whose
 clocks disagree still agree on whose heartbeat has stopped.
@@ -18,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from shared.models import Job, WorkItem
@@ -39,20 +45,84 @@ def db_now(session: Session) -> datetime:
     return session.scalar(select(func.now())).astimezone(timezone.utc)
 
 
-def add_item(session: Session, job_id: str, stage: str, chunk: int = 0, now: datetime | None = None) -> None:
-    """Make ``stage``/``chunk`` of a job ready, unless it exists already (a repeated call is harmless)."""
-    exists = session.scalar(
-        select(WorkItem.id).where(WorkItem.job_id == job_id, WorkItem.stage == stage, WorkItem.chunk == chunk)
-    )
-    if exists is None:
-        session.add(WorkItem(job_id=job_id, stage=stage, chunk=chunk, queue=QUEUE_OF[stage], status="ready",
-                             ready_at=now or db_now(session), deaths=0))
+def add_item(session: Session, job_id: str, stage: str, chunk: int = 0, now: datetime | None = None,
+             status: str = "ready") -> None:
+    """Make ``stage``/``chunk`` of a job ready (or ``planned``), unless it exists already (a repeated call is
+    harmless); a ``planned`` item asked to be ready becomes ready."""
+    now = now or db_now(session)
+    existing = session.execute(
+        select(WorkItem.id, WorkItem.status)
+        .where(WorkItem.job_id == job_id, WorkItem.stage == stage, WorkItem.chunk == chunk)
+    ).first()
+    if existing is None:
+        session.add(WorkItem(job_id=job_id, stage=stage, chunk=chunk, queue=QUEUE_OF[stage], status=status,
+                             ready_at=now, deaths=0))
         session.flush()
+    elif existing.status == "planned" and status == "ready":
+        session.execute(update(WorkItem).where(WorkItem.id == existing.id, WorkItem.status == "planned")
+                        .values(status="ready", ready_at=now))
 
 
 def start_job(session: Session, job_id: str) -> None:
-    """A new job's first item."""
+    """A new job's first item: its first embedding chunk, which plans the others (``plan_embedding``)."""
     add_item(session, job_id, "embed", 0)
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """How a job's ``documents`` are split into ``chunks`` embedding items: chunk k covers documents
+    ``bounds(k)``. Every worker derives the same bounds from these two numbers, whatever its own chunk size."""
+
+    documents: int
+    chunks: int
+
+    def bounds(self, chunk: int) -> tuple[int, int]:
+        """Documents ``[start, stop)`` of ``chunk``: an even split, so no chunk is empty or much larger."""
+        return chunk * self.documents // self.chunks, (chunk + 1) * self.documents // self.chunks
+
+
+def embedding_plan(session: Session, job_id: str) -> ChunkPlan | None:
+    """The job's chunk plan, or None before its first chunk made one (no embedding key yet)."""
+    job = session.get(Job, job_id)
+    if job is None or job.embedding_key is None:
+        return None
+    chunks = session.scalar(select(func.count()).select_from(WorkItem)
+                            .where(WorkItem.job_id == job_id, WorkItem.stage == "embed"))
+    return ChunkPlan(job.n_documents, chunks)
+
+
+def plan_embedding(session: Session, job_id: str, key: str, chunks: int, window: int) -> bool:
+    """Name the job's embedding cache entry ``key`` and make its chunks 1 .. ``chunks - 1``: up to ``window``
+    chunks ready or running (chunk 0, the caller's, runs), the others ``planned``. Only the first call for a job
+    plans (False for the others: a taken-over first chunk finds its plan made), on SQLite and PostgreSQL alike:
+    setting the key only where it is still unset is the lock."""
+    won = session.execute(
+        update(Job).where(Job.id == job_id, Job.embedding_key.is_(None)).values(embedding_key=key)
+    ).rowcount
+    if won != 1:
+        return False
+    now = db_now(session)
+    for chunk in range(1, chunks):
+        add_item(session, job_id, "embed", chunk, now, status="ready" if chunk < window else "planned")
+    return True
+
+
+def embedded_documents(session: Session, job_id: str, plan: ChunkPlan) -> int:
+    """Documents in the job's finished embedding chunks."""
+    done = session.scalars(select(WorkItem.chunk).where(WorkItem.job_id == job_id, WorkItem.stage == "embed",
+                                                       WorkItem.status == "done"))
+    return sum(stop - start for start, stop in map(plan.bounds, done))
+
+
+def raise_progress(session: Session, job_id: str, stage: str, progress: float) -> bool:
+    """Record progress of a running job whose items run on several workers at once: it never moves back (each
+    worker knows the finished chunks and its own share, not the others'). False when the job is not running."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "running")
+        .values(stage=stage, progress=case((Job.progress > progress, Job.progress), else_=progress))
+    )
+    return result.rowcount == 1
 
 
 def claim(session: Session, queue: str, worker: str, *, batch_stage: str | None = None, batch: int = 1) -> list[WorkItem]:
@@ -131,6 +201,38 @@ def complete(session: Session, item: WorkItem, seconds: float, then: Iterable[tu
     return True
 
 
+def complete_chunk(session: Session, item: WorkItem, seconds: float) -> list[tuple[str, int]] | None:
+    """Mark a claimed embedding chunk done; the job's next planned chunk becomes ready, and when this was the
+    last chunk not done, ``cluster`` does. Returns the items made ready, or None (nothing made ready) when the
+    claim is void or the job stopped.
+
+    Two workers finishing the job's last two chunks at once: each marks its own item done, then locks the job
+    row before counting, so the second to count sees the first's commit (PostgreSQL, READ COMMITTED: each
+    statement sees what committed before it began) and exactly one of them makes ``cluster`` ready. SQLite
+    serialises writers from the first update on. The item first, then the job: the order ``claim`` and
+    ``sweep`` take them in, so they never deadlock with it.
+    """
+    now = db_now(session)
+    done = session.execute(
+        update(WorkItem)
+        .where(WorkItem.id == item.id, WorkItem.token == item.token, WorkItem.status == "running")
+        .values(status="done", finished_at=now, heartbeat_at=now, seconds=round(seconds, 3))
+    ).rowcount
+    status = session.scalar(select(Job.status).where(Job.id == item.job_id).with_for_update())
+    if done != 1 or status != "running":
+        return None
+    chunks = select(WorkItem.id, WorkItem.chunk).where(WorkItem.job_id == item.job_id, WorkItem.stage == "embed")
+    ready: list[tuple[str, int]] = []
+    following = session.execute(chunks.where(WorkItem.status == "planned").order_by(WorkItem.chunk).limit(1)).first()
+    if following is not None:
+        add_item(session, item.job_id, "embed", following.chunk, now)
+        ready.append(("embed", following.chunk))
+    if session.execute(chunks.where(WorkItem.status != "done").limit(1)).first() is None:
+        add_item(session, item.job_id, "cluster", 0, now)
+        ready.append(("cluster", 0))
+    return ready
+
+
 def release(session: Session, *, worker: str | None = None, token: str | None = None, item_id: int | None = None,
             died: bool) -> int:
     """Put running items back to ready: a worker's (``worker``), one claim's (``token``), or one item of it
@@ -189,7 +291,7 @@ class StageTime:
     stage: str
     status: str  # waiting, running, done
     chunks_done: int
-    chunks: int  # known so far (later chunks appear as earlier ones finish)
+    chunks: int  # known so far (embedding's all once planned; later label chunks appear as earlier ones finish)
     seconds: float  # summed over its finished chunks
     worker: str | None  # the worker on it now, else the last one that ran it
 

@@ -226,11 +226,12 @@ def test_cancelling_during_embedding_stops_within_the_chunk_without_results(sess
 
     runner = make_runner(sessions, tmp_path, CancelMidway())
     assert runner.run_next("gpu") == [f"job {job_id} embed 0: stopped"]
-    assert runner.run_next("gpu") == []  # its next chunk never comes
+    assert runner.run_next("gpu") == []  # neither it nor the other chunks it planned are taken
     with sessions() as session:
         assert jobs.get_job(session, job_id).status == "cancelled"
         assert jobs.topics_of(session, job_id) == []
-    assert items_of(sessions, job_id) == [("embed", 0, "ready")]  # let go of, and never claimed again
+    # Let go of, and never claimed again; the chunks planned before the cancel stay unclaimed.
+    assert items_of(sessions, job_id) == [("embed", c, "ready") for c in range(3)]
 
 
 def test_a_dead_workers_item_is_handed_out_again_and_the_job_resumes_from_its_last_chunk(
@@ -240,7 +241,9 @@ def test_a_dead_workers_item_is_handed_out_again_and_the_job_resumes_from_its_la
     assert runner.run_next("gpu") == [f"job {job_id} embed 0: done"]
     with transaction(sessions) as session:  # a worker takes chunk 1 and dies (kill -9: no hand-back)
         (held,) = work.claim(session, "gpu", "doomed-worker")
-    assert runner.run_next("gpu") == []  # nothing else is ready
+    assert held.chunk == 1
+    assert runner.run_next("gpu") == [f"job {job_id} embed 2: done"]  # the other chunk goes on meanwhile
+    assert runner.run_next("gpu") == runner.run_next("cpu") == []  # clustering waits for the dead one's chunk
     with transaction(sessions) as session:  # a live claim survives a sweep
         assert work.sweep(session, timedelta(minutes=1)) == {}
     with transaction(sessions) as session:  # two minutes of silence, by the database's clock
@@ -255,7 +258,7 @@ def test_a_dead_workers_item_is_handed_out_again_and_the_job_resumes_from_its_la
     real_embed = stages_module.embed
     monkeypatch.setattr(stages_module, "embed", lambda texts, *a, **k: embedded.append(len(texts)) or real_embed(texts, *a, **k))
     drive(runner, sessions, job_id)
-    assert embedded == [60, 60]  # chunks 1 and 2 only: chunk 0 was not embedded again
+    assert embedded == [60]  # chunk 1 only: chunks 0 and 2 were not embedded again
     with sessions() as session:
         job = jobs.get_job(session, job_id)
         assert job.status == "succeeded" and job.attempts == 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Iterable
 from dataclasses import asdict
 
 import numpy as np
@@ -20,7 +21,7 @@ from worker.pipeline.run import Clusters, ThemeResult
 from worker.pipeline.scores import Scores
 
 
-def embedding_key(model_name: str, windows: int, texts: list[str]) -> str:
+def embedding_key(model_name: str, windows: int, texts: Iterable[str]) -> str:
     """Content hash of the corpus, the model and the windows per document: the same documents reuse their
     embeddings."""
     digest = hashlib.sha256(f"{model_name}|windows={windows}".encode())

@@ -16,7 +16,7 @@ import gc
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +27,7 @@ from shared import jobs, work
 from shared.db import transaction
 from shared.models import WorkItem
 from shared.schemas import JobParams
-from shared.storage import ArtifactStore, map_key, model_key
+from shared.storage import ArtifactStore, load_array, map_key, model_key, save_array
 from worker import artifacts
 from worker.heartbeat import Heartbeat
 from worker.pipeline.embed import embed
@@ -64,6 +64,7 @@ class Chunking:
     embed_documents: int = 2000  # documents per embedding item
     label_topics: int = 8  # topics per label item
     label_jobs: int = 4  # label items of different jobs taken into one batch
+    embed_window: int = 4  # a job's embedding items ready or running at once: that many workers share one job
 
 
 class Claim:
@@ -111,13 +112,33 @@ class Progress:
         self._last = (stage, now)
         try:
             with transaction(self.factory) as session:
-                jobs.report_progress(session, self.job_id, stage, round(value, 4))
+                self._write(session, stage, value)
         except DBAPIError as exc:
             log.warning("job %s: progress not saved (%s); the work goes on", self.job_id, exc)
+
+    def _write(self, session: Session, stage: str, value: float) -> None:
+        jobs.report_progress(session, self.job_id, stage, round(value, 4))
 
     def check(self) -> None:
         """For UMAP's epochs: raise if the job stopped."""
         self.claim.check(self.job_id)
+
+
+class ChunkProgress(Progress):
+    """Embedding progress of one chunk while other workers embed the job's other chunks: the documents of its
+    finished chunks plus this chunk's ``done``, over all; never moving the job's progress backwards."""
+
+    def __init__(self, factory: sessionmaker[Session], claim: Claim, job_id: str, plan: work.ChunkPlan) -> None:
+        super().__init__(factory, claim, job_id)
+        self.plan, self._done = plan, 0
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        self._done = done
+        self.report(stage, 0.0, final=done >= total)  # the value needs the database: _write reads it
+
+    def _write(self, session: Session, stage: str, _value: float) -> None:
+        embedded = work.embedded_documents(session, self.job_id, self.plan) + self._done
+        work.raise_progress(session, self.job_id, stage, round(overall(stage, embedded, self.plan.documents), 4))
 
 
 @dataclass
@@ -174,42 +195,87 @@ class StageRunner:
         return f"{what}: {'done' if done else 'superseded'}"
 
     def _embed(self, item: WorkItem, claim: Claim, started: float) -> bool:
-        size = self.chunking.embed_documents
+        """One chunk of the job's documents embedded into its own artifact; the job's first chunk also names the
+        cache entry and plans the other chunks, for any accelerator worker to take."""
         with transaction(self.factory) as session:
             job = jobs.get_job(session, item.job_id)
             n, key = job.n_documents, job.embedding_key
-            if key is None:  # the first chunk names the cache entry of the whole corpus
-                key = artifacts.embedding_key(self.embedding_model_name, self.config.embedding_windows,
-                                              jobs.load_documents(session, item.job_id))
-                job.embedding_key = key
-        cached = artifacts.get_array(self.store, key)
-        if cached is not None and cached.shape[0] == n:  # the same documents embedded before: straight on
+            plan = work.embedding_plan(session, item.job_id)
+        if plan is None:
+            key, plan = self._plan(item, claim, n)
+        if plan.chunks == 1 and self._cached(key, n):  # the same documents embedded before: straight on
             Progress(self.factory, claim, item.job_id)("embedding", n, n)
-            return self._complete(item, time.monotonic() - started, [("cluster", 0)])
-        first, stop = item.chunk * size, min(n, (item.chunk + 1) * size)
+            return self._complete_chunk(item, started)
+        first, stop = plan.bounds(item.chunk)
         with transaction(self.factory) as session:
             texts = jobs.load_documents(session, item.job_id, first, stop)
-        progress = Progress(self.factory, claim, item.job_id)
-        vectors = embed(texts, self.embedder(), self.config.embedding_batch_size,
-                        lambda stage, done, _total: progress(stage, first + done, n), self.config.embedding_windows)
-        artifacts.put_array(self.store, artifacts.embedding_chunk_key(item.job_id, item.chunk), vectors)
-        if stop < n:
-            return self._complete(item, time.monotonic() - started, [("embed", item.chunk + 1)])
-        chunks = [artifacts.get_array(self.store, artifacts.embedding_chunk_key(item.job_id, c))
-                  for c in range(math.ceil(n / size))]
-        if any(chunk is None for chunk in chunks):
-            raise LookupError(f"job {item.job_id}: an embedding chunk is missing from the artifact store")
-        artifacts.put_array(self.store, key, np.concatenate(chunks))
-        return self._complete(item, time.monotonic() - started, [("cluster", 0)])
+        progress = ChunkProgress(self.factory, claim, item.job_id, plan)
+        vectors = embed(texts, self.embedder(), self.config.embedding_batch_size, progress,
+                        self.config.embedding_windows)
+        save_array(self.store, artifacts.embedding_chunk_key(item.job_id, item.chunk), vectors)
+        return self._complete_chunk(item, started)
+
+    def _plan(self, item: WorkItem, claim: Claim, n: int) -> tuple[str, work.ChunkPlan]:
+        """The cache key of the job's corpus and its chunk plan: one chunk when the cache has its embeddings."""
+        key = artifacts.embedding_key(self.embedding_model_name, self.config.embedding_windows,
+                                      self._texts(item.job_id, n, claim))
+        chunks = 1 if self._cached(key, n) else max(1, math.ceil(n / self.chunking.embed_documents))
+        with transaction(self.factory) as session:
+            planned = work.plan_embedding(session, item.job_id, key, chunks, self.chunking.embed_window)
+            key, plan = jobs.get_job(session, item.job_id).embedding_key, work.embedding_plan(session, item.job_id)
+        if planned:
+            for _ in range(min(plan.chunks, self.chunking.embed_window) - 1):
+                self._ring("gpu")
+        return key, plan
+
+    def _texts(self, job_id: str, n: int, claim: Claim) -> Iterator[str]:
+        """The job's texts in order, read ``jobs.READ_BATCH`` at a time by key, never all at once."""
+        with transaction(self.factory) as session:
+            for texts in jobs.iter_documents(session, job_id, 0, n, batch=jobs.READ_BATCH):
+                claim.check(job_id)
+                yield from texts
+
+    def _cached(self, key: str, n: int) -> bool:
+        """Whether the cache holds embeddings of all ``n`` documents under ``key``; reads the .npy header only."""
+        try:
+            handle = self.store.reader(key)
+        except FileNotFoundError:
+            return False
+        with handle:
+            version = np.lib.format.read_magic(handle)
+            header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _fortran, _dtype = header(handle)
+        return len(shape) == 2 and shape[0] == n
+
+    def _embeddings(self, job_id: str, key: str, n: int) -> np.ndarray:
+        """The job's embeddings (n, dim): the cache entry, or else its chunks filled one at a time into one array
+        that becomes the cache entry (never the chunks and their concatenation at once). The chunk artifacts
+        are deleted once the entry exists."""
+        embeddings = load_array(self.store, key) if self._cached(key, n) else None
+        if embeddings is None:
+            with transaction(self.factory) as session:
+                plan = work.embedding_plan(session, job_id)
+            for chunk in range(plan.chunks):
+                start, stop = plan.bounds(chunk)
+                part = load_array(self.store, artifacts.embedding_chunk_key(job_id, chunk))
+                if part is None or len(part) != stop - start:
+                    raise LookupError(f"job {job_id}: embedding chunk {chunk} is missing from the artifact store")
+                if embeddings is None:
+                    embeddings = np.empty((n, part.shape[1]), dtype=part.dtype)
+                embeddings[start:stop] = part
+                del part
+            save_array(self.store, key, embeddings)
+        self.store.delete_prefix(embedding_chunks_prefix(job_id))
+        return embeddings
 
     def _cluster(self, item: WorkItem, claim: Claim, started: float) -> bool:
         with transaction(self.factory) as session:
             job = jobs.get_job(session, item.job_id)
             params, key = JobParams.model_validate(job.params), job.embedding_key
             texts = jobs.load_documents(session, item.job_id)
-        embeddings = artifacts.get_array(self.store, key) if key else None
-        if embeddings is None or len(embeddings) != len(texts):
-            raise LookupError(f"job {item.job_id}: its embeddings are missing from the artifact store")
+        if key is None:
+            raise LookupError(f"job {item.job_id}: it reached clustering without an embedding key")
+        embeddings = self._embeddings(item.job_id, key, len(texts))
         progress = Progress(self.factory, claim, item.job_id)
         clusters = cluster_stage(texts, embeddings, params, self.embedder(), self.config, progress, progress.check)
         artifacts.put_clusters(self.store, item.job_id, clusters)
@@ -336,11 +402,21 @@ class StageRunner:
         with transaction(self.factory) as session:
             done = work.complete(session, item, seconds, then)
         for stage, _chunk in then if done else ():
-            try:
-                self.ring(work.QUEUE_OF[stage])
-            except Exception as exc:  # Redis away: the sweep rings for it
-                log.warning("could not ring the %s queue (%s); the sweep will", work.QUEUE_OF[stage], exc)
+            self._ring(work.QUEUE_OF[stage])
         return done
+
+    def _complete_chunk(self, item: WorkItem, started: float) -> bool:
+        with transaction(self.factory) as session:
+            ready = work.complete_chunk(session, item, time.monotonic() - started)
+        for stage, _chunk in ready or ():
+            self._ring(work.QUEUE_OF[stage])
+        return ready is not None
+
+    def _ring(self, queue: str) -> None:
+        try:
+            self.ring(queue)
+        except Exception as exc:  # Redis away: the sweep rings for it
+            log.warning("could not ring the %s queue (%s); the sweep will", queue, exc)
 
     def _let_go(self, item: WorkItem) -> None:
         """A stopped item is no longer held (a no-op when the claim was already void): it neither looks
@@ -378,6 +454,11 @@ class StageRunner:
         except DBAPIError:
             log.warning("%s: the database is still away; the sweep re-queues the item once it answers", what)
         return f"{what}: released"
+
+
+def embedding_chunks_prefix(job_id: str) -> str:
+    """Where a job's embedding chunks live until its cache entry exists (the folder of its chunk keys)."""
+    return artifacts.embedding_chunk_key(job_id, 0).rpartition("/")[0] + "/"
 
 
 def result_rows(result: PipelineResult, params: JobParams) -> dict:
