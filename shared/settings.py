@@ -115,13 +115,13 @@ class Settings(BaseSettings):
     llm_max_new_tokens: int = Field(24, ge=4, le=512, description="Cap on tokens generated per label.")
     llm_batch_size: int = Field(8, ge=1, description="Topics labelled per generate() call.")
     llm_doc_tokens: int = Field(
-        60,
+        40,
         ge=8,
         description="Each representative document is cut to this many tokens in the label prompt (a label's cost on "
         "a CPU is about its prompt's length; bench/labels.py measured the trade).",
     )
     llm_docs: int = Field(
-        3, ge=1, le=5, description="Representative documents in a topic's label prompt (each topic keeps five)."
+        5, ge=1, le=5, description="Representative documents in a topic's label prompt (each topic keeps five)."
     )
     worker_queues: str = Field(
         "gpu,cpu",
