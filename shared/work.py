@@ -185,16 +185,21 @@ def still_mine(session: Session, items: Sequence[WorkItem]) -> list[str]:
     return alive
 
 
+def _mark_done(session: Session, item: WorkItem, seconds: float, now: datetime) -> bool:
+    """The claimed item done, if this claim still holds it (False when it was taken over meanwhile)."""
+    return session.execute(
+        update(WorkItem)
+        .where(WorkItem.id == item.id, WorkItem.token == item.token, WorkItem.status == "running")
+        .values(status="done", finished_at=now, heartbeat_at=now, seconds=round(seconds, 3))
+    ).rowcount == 1
+
+
 def complete(session: Session, item: WorkItem, seconds: float, then: Iterable[tuple[str, int]] = ()) -> bool:
     """Mark a claimed item done and make the ``then`` items ``(stage, chunk)`` ready, at once; False (nothing
     changed) when the claim is void (the item was taken over after this worker went silent) or the job stopped."""
     now = db_now(session)
-    done = session.execute(
-        update(WorkItem)
-        .where(WorkItem.id == item.id, WorkItem.token == item.token, WorkItem.status == "running")
-        .values(status="done", finished_at=now, heartbeat_at=now, seconds=round(seconds, 3))
-    ).rowcount
-    if done != 1 or session.scalar(select(Job.status).where(Job.id == item.job_id)) != "running":
+    done = _mark_done(session, item, seconds, now)
+    if not done or session.scalar(select(Job.status).where(Job.id == item.job_id)) != "running":
         return False
     for stage, chunk in then:
         add_item(session, item.job_id, stage, chunk, now)
@@ -213,13 +218,9 @@ def complete_chunk(session: Session, item: WorkItem, seconds: float) -> list[tup
     ``sweep`` take them in, so they never deadlock with it.
     """
     now = db_now(session)
-    done = session.execute(
-        update(WorkItem)
-        .where(WorkItem.id == item.id, WorkItem.token == item.token, WorkItem.status == "running")
-        .values(status="done", finished_at=now, heartbeat_at=now, seconds=round(seconds, 3))
-    ).rowcount
+    done = _mark_done(session, item, seconds, now)
     status = session.scalar(select(Job.status).where(Job.id == item.job_id).with_for_update())
-    if done != 1 or status != "running":
+    if not done or status != "running":
         return None
     chunks = select(WorkItem.id, WorkItem.chunk).where(WorkItem.job_id == item.job_id, WorkItem.stage == "embed")
     ready: list[tuple[str, int]] = []

@@ -115,6 +115,19 @@ def _umap(n_components: int, n_documents: int, min_dist: float, seed: int | None
 
 
 @contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """BLAS (the spectral layout's eigensolver, the PCA init) on one thread while UMAP fits. The 5-D and 2-D fits
+    run side by side on the two cores, so more BLAS threads would only oversubscribe them; and two fits calling
+    one multi-threaded BLAS at once may each get another share of its pool from run to run, which changes the
+    order of floating-point sums and, through the layout, a job's topics: one thread keeps a seeded fit
+    the same on every run. (The limit is process-wide, so it is set once around both fits, not per fit.)"""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+@contextmanager
 def _quiet() -> Iterator[None]:
     """UMAP's warnings about what topicq does on purpose. (Warning filters are process-wide and not thread-safe:
     ``reduce`` sets them once around both fits' threads.)"""
@@ -161,7 +174,7 @@ def fit_umap(
     A fixed ``seed`` makes a job reproducible: the same documents and parameters give the same topics.
     ``check`` is called between epochs (about twice a second) and may raise to stop the fit; ``report``
     gets (epochs done, epochs) as often. ``knn``: ``neighbour_graph``'s result, to skip UMAP's own search."""
-    with _quiet():
+    with _quiet(), _one_blas_thread():
         return _fit(embeddings, n_components, min_dist, seed, check, knn, report)
 
 
@@ -269,7 +282,7 @@ def reduce(embeddings: np.ndarray, seed: int | None = 42, progress: Progress = n
                 progress("reducing", min(value, _STEPS - 1), _STEPS)
         return report
 
-    with steps.step("umap 5-D + 2-D"), _quiet(), _until(epochs_began, progress, search, first, 1e-4 * n, check):
+    with steps.step("umap 5-D + 2-D"), _quiet(), _one_blas_thread(), _until(epochs_began, progress, search, first, 1e-4 * n, check):
         (_, reduced), (_, coords) = _side_by_side(
             lambda: _fit(embeddings, 5, 0.0, seed, check, knn, report_for(5)),
             lambda: _fit(embeddings, 2, MAP_MIN_DIST, seed, check, knn, report_for(2)),
