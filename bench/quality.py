@@ -40,7 +40,7 @@ from worker.pipeline.embed import DEFAULT_WINDOWS, embed
 from worker.pipeline.represent import represent, vectorizer_for
 from worker.pipeline.run import PipelineConfig, run_pipeline
 from worker.pipeline.scores import diversity, npmi_coherence
-from worker.runner import embedding_key
+from worker.artifacts import embedding_key
 
 ANALYZER = CountVectorizer(stop_words="english").build_analyzer()  # the same tokens for every system's NPMI
 HEADER = f"{'system':<40}{'NMI':>6}{'ARI':>7}{'outliers':>9}{'topics':>7}{'divers':>7}{'NPMI':>7}{'sec':>7}"
