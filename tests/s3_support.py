@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from cli.redis_server import free_port
+from cli.redis_server import free_port, stop_process
 
 KEY = SECRET = "testing"
 REGION = "us-east-1"
@@ -51,13 +51,7 @@ class S3Server:
         return [u["Key"] for u in self.client().list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
 
     def stop(self, timeout: float = 10) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout)
 
 
 def start_s3_server(log_dir: Path, timeout: float = 30) -> S3Server:
