@@ -35,7 +35,7 @@ THEME_PROMPT = """I have a broad theme that groups the following topics, each gi
 
 The theme is described by the following keywords: '[KEYWORDS]'.
 
-Based on the information about the theme above, please create a short label of this broad theme. Make sure you to only return the label and nothing more."""
+Based on the information about the theme above, please create a short label of this broad theme, one that covers all of its topics and is broader than any of their labels. Make sure you to only return the label and nothing more."""
 
 TAKEN_NOTE = (
     "These labels are already used for other topics: [TAKEN]. "

@@ -85,3 +85,19 @@ def test_a_theme_prompt_lists_at_most_its_largest_topics():
     prompt = labeler.asked[0][0][-1]["content"]
     assert prompt.count("\n- ") == THEME_TOPICS and "Topic 0 " in prompt and f"Topic {n - 1} " not in prompt
     assert theme.topics == list(range(n)) and theme.label.text == "One broad theme"
+
+
+def test_a_theme_answered_with_one_of_its_topics_labels_is_asked_again():
+    import numpy as np
+
+    from worker.pipeline.label import Label
+    from worker.pipeline.represent import TopicRepresentation
+    from worker.pipeline.run import label_themes
+
+    representations = [TopicRepresentation(i, 10 - i, [f"word{i}"], {}, []) for i in range(4)]
+    labels = [Label(text, "llm") for text in ["Card games", "Board games", "Text editors", "Image viewers"]]
+    labeler = Scripted(["card games", "Desktop applications"], ["Tabletop games"])
+    themes = label_themes(representations, labels, np.array([0, 0, 1, 1], dtype=np.int32), labeler, lambda *_: None)
+    assert [t.label.text for t in themes] == ["Tabletop games", "Desktop applications"]
+    retry = labeler.asked[1][0][-1]["content"]
+    assert "'card games'" in retry and "Board games" in retry  # the taken label, and the theme's own topics

@@ -56,3 +56,21 @@ def test_words_in_most_documents_become_stop_words_but_topic_words_stay():
     stop = corpus_stop_words(texts)
     assert {"corpus", "wide", "said", "the"} <= stop and not {"apple", "banana", "cherry"} & stop
     assert "corpus" not in corpus_stop_words(texts[:9])  # too few documents to tell
+
+
+def test_representative_documents_leave_out_near_copies_of_a_better_one():
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    from worker.pipeline.represent import distinct_best
+
+    texts = [
+        "A Python client for the Acme weather API",
+        "A  python client for the Acme weather API",  # the same text, spaced and cased differently
+        "A Python client for the Acme weather API v2",  # a near-copy
+        "Command line tool that renames photos by their date",
+        "Parse and validate TOML configuration files",
+    ]
+    bow = CountVectorizer().fit_transform(texts)
+    assert distinct_best(np.arange(5), bow, texts) == [0, 3, 4]
+    assert distinct_best(np.array([2, 0, 1, 3, 4]), bow, texts, limit=2) == [2, 3]
+    assert distinct_best(np.arange(5), bow, texts, near=1.01) == [0, 2, 3, 4]  # only the exact copy goes

@@ -44,3 +44,26 @@ def test_topics_group_into_themes_by_their_embeddings():
     themes = group_topics(vectors, sizes)
     assert themes.tolist() == [0, 1, 2, 3, 4] * 2  # pairs share a theme; the largest theme is number 0
     assert number_of_themes(7) == 0 and number_of_themes(10) == 5 and number_of_themes(60) == 11 and number_of_themes(500) == 15
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_themes_are_balanced_with_no_theme_of_most_topics_or_of_one(seed):
+    """16 topics that all share one direction (as sentence embeddings do) plus their own noise: average linkage
+    chains most of them into one theme; each theme here holds 2..8 topics."""
+    from sklearn.cluster import AgglomerativeClustering
+
+    from worker.pipeline.themes import group_topics, number_of_themes
+
+    rng = np.random.default_rng(seed)
+    vectors = 0.8 * np.ones((16, 64)) / 8 + rng.standard_normal((16, 64)) * rng.uniform(0.05, 0.3, (16, 1))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    sizes = rng.integers(20, 200, 16)
+    chained = np.bincount(AgglomerativeClustering(n_clusters=number_of_themes(16), metric="cosine",
+                                                  linkage="average").fit_predict(vectors))
+    assert chained.max() > 8 or chained.min() == 1, "the data should defeat average linkage"
+
+    themes = group_topics(vectors, sizes)
+    counts = np.bincount(themes)
+    assert counts.min() >= 2 and counts.max() <= 8, counts
+    weights = [sizes[themes == t].sum() for t in range(len(counts))]
+    assert weights == sorted(weights, reverse=True)  # numbered largest first, no gaps

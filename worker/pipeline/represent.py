@@ -16,6 +16,9 @@ from sklearn.metrics.pairwise import cosine_similarity
 TOP_N_WORDS = 10
 N_REPRESENTATIVE = 5
 N_CANDIDATES = 500  # documents per topic scored for representativeness
+# Two documents whose word sets overlap this much (cosine of their binary bags of words) are near-copies: a
+# topic's representative documents, which its label prompt shows, skip all but the best of them.
+NEAR_COPY = 0.8
 
 
 @dataclass(frozen=True)
@@ -181,7 +184,9 @@ def representative_documents(topic_model, texts: list[str], doc_topics: np.ndarr
     """The documents closest to each topic's c-TF-IDF vector, as BERTopic ranks them, best first.
 
     Like BERTopic, each topic scores a random sample of at most 500 of its documents; unlike it, the
-    result is sorted by similarity and keeps document indices, so the API can point at the documents.
+    result is sorted by similarity, keeps document indices, so the API can point at the documents, and leaves
+    out near-copies of a better one (``distinct_best``), so a label prompt shows several documents, not one
+    text several times.
     """
     rng = np.random.default_rng(seed)
     ordered_topics = sorted(topic_model.topic_representations_)  # row order of c_tf_idf_
@@ -201,6 +206,29 @@ def representative_documents(topic_model, texts: list[str], doc_topics: np.ndarr
             continue
         bow = topic_model.vectorizer_model.transform([texts[i] for i in members])
         scores = cosine_similarity(topic_model.ctfidf_model.transform(bow), topic_model.c_tf_idf_[row]).ravel()
-        best = np.argsort(-scores, kind="stable")[:N_REPRESENTATIVE]
-        result[topic] = [int(members[i]) for i in best]
+        ranked = np.argsort(-scores, kind="stable")
+        result[topic] = [int(members[i]) for i in distinct_best(ranked, bow, [texts[m] for m in members])]
     return result
+
+
+def distinct_best(ranked: np.ndarray, bow, texts: list[str], limit: int = N_REPRESENTATIVE,
+                  near: float = NEAR_COPY) -> list[int]:
+    """The first ``limit`` of ``ranked`` (row numbers, best first) that are not near-copies of a better one: the
+    cosine of their binary bags of words (``bow``'s rows) stays below ``near``, and their whitespace-normalised
+    texts differ. Fewer than ``limit`` when the topic has fewer distinct documents."""
+    from sklearn.preprocessing import normalize
+
+    words = normalize((bow > 0).astype(np.float32))
+    chosen: list[int] = []
+    seen: set[str] = set()
+    for i in ranked:
+        text = " ".join(texts[i].split()).lower()
+        if text in seen:
+            continue
+        if chosen and words[i].nnz and (words[chosen] @ words[i].T).max() >= near:
+            continue
+        chosen.append(int(i))
+        seen.add(text)
+        if len(chosen) == limit:
+            break
+    return chosen

@@ -80,7 +80,10 @@ def label_themes(representations, labels, theme_of: np.ndarray, labeler, progres
         # The largest topics of the theme (ids run by size), so a prompt fits the LLM's context however many.
         lines = [f"{labels[i].text} ({', '.join(representations[i].keywords[:5])})" for i in group[:THEME_TOPICS]]
         inputs.append(LabelInput(keywords, lines))
-    theme_labels = label_topics(inputs, labeler, doc_budget=60, template=THEME_PROMPT, progress=progress)
+    # A theme's label must not be one of its topics' labels (a theme is broader than any of them): a theme
+    # answered with a topic's label is asked once more with the taken labels listed.
+    theme_labels = label_topics(inputs, labeler, doc_budget=60, template=THEME_PROMPT, progress=progress,
+                                earlier=labels)
     return [
         ThemeResult(theme, label, [representations[i].topic for i in group], sum(representations[i].size for i in group))
         for theme, (label, group) in enumerate(zip(theme_labels, members))
