@@ -143,6 +143,7 @@ def test_a_small_job_waits_behind_at_most_the_window_of_a_large_jobs_chunks(sess
         (chunk0,) = work.claim(session, "gpu", "gpu-0")
         work.plan_embedding(session, large, "embeddings/large.npy", chunks=10, window=2)
     small = make_job(sessions, name="small")  # submitted while the large job embeds
+    time.sleep(0.01)  # SQLite's clock counts milliseconds: the chunk finishes after the submission, not with it
     with transaction(sessions) as session:
         assert work.complete_chunk(session, chunk0, 1.0) == [("embed", 2)]
     order = []
