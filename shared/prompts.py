@@ -42,6 +42,9 @@ TAKEN_NOTE = (
     "Give this topic a short label that sets it apart from them."
 )
 
+# A job's label_language: the last line of every topic and theme prompt.
+LANGUAGE_NOTE = "Write the label in [LANGUAGE], whatever language the documents are in."
+
 MAX_LABEL_WORDS = 10
 MAX_LABEL_CHARS = 100  # ten words of ten letters; a longer answer is cut at a word
 
@@ -65,14 +68,18 @@ def build_messages(
     keywords: Sequence[str],
     template: str = MAIN_PROMPT,
     taken: Sequence[str] = (),
+    language: str | None = None,
 ) -> list[dict[str, str]]:
     """Chat messages for one topic: system, worked example (user + assistant), then this topic.
 
-    ``documents`` arrive already cut to their budget; ``taken`` lists labels other topics already have.
+    ``documents`` arrive already cut to their budget; ``taken`` lists labels other topics already have;
+    ``language`` (a language's name) is the one the label must be written in.
     """
     main = fill(template, documents, keywords)
     if taken:
         main += "\n\n" + TAKEN_NOTE.replace("[TAKEN]", ", ".join(f"'{label}'" for label in taken))
+    if language:
+        main += "\n\n" + LANGUAGE_NOTE.replace("[LANGUAGE]", language)
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": EXAMPLE_PROMPT},

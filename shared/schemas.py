@@ -46,6 +46,10 @@ def default_min_topic_size(n_documents: int, divisor: float = 3.0) -> int:
     return int(min(500, max(5, round(math.sqrt(n_documents) / divisor))))
 
 
+# A language's name: words of letters (any script), joined by single spaces, hyphens or apostrophes.
+LANGUAGE_NAME = r"^[^\W\d_]+(?:[ '\-][^\W\d_]+)*$"
+
+
 class JobParams(BaseModel):
     """Parameters of one topic-modelling job."""
 
@@ -68,6 +72,12 @@ class JobParams(BaseModel):
         None, description='Merge topics down to this many after clustering; "auto" lets BERTopic decide; null: keep.'
     )
     generate_labels: bool = Field(True, description="Ask the LLM for a short label per topic.")
+    label_language: str | None = Field(
+        None, min_length=2, max_length=40, pattern=LANGUAGE_NAME,
+        description="The language to write topic and theme labels in, by its name ('French', 'Deutsch', "
+        "'Español'), whatever the documents' language; null: the LLM's choice (usually the documents'). "
+        "Labels made from keywords, when the LLM gives nothing usable, stay in the documents' words.",
+    )
 
     @field_validator("nr_topics", mode="before")
     @classmethod
@@ -78,6 +88,14 @@ class JobParams(BaseModel):
                 return None
             if value.isdigit():
                 return int(value)
+        return value
+
+    @field_validator("label_language", mode="before")
+    @classmethod
+    def _blank_language_is_none(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = " ".join(value.split())
+            return value or None
         return value
 
 

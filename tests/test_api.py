@@ -51,7 +51,8 @@ def test_submitting_json_stores_the_job_with_its_first_stage_ready_and_rings(cli
     assert body["status"] == "queued" and body["stage"] == "queued" and body["progress"] == 0
     assert body["n_documents"] == 12 and body["name"] == "pets"
     assert body["params"] == {"min_topic_size": 3, "min_samples": None, "reduce_outliers": True,
-                              "outlier_threshold": None, "nr_topics": "auto", "generate_labels": True}
+                              "outlier_threshold": None, "nr_topics": "auto", "generate_labels": True,
+                              "label_language": None}
     assert response.headers["Location"] == f"/api/v1/jobs/{body['id']}"
     with sessions() as session:
         assert jobs.load_documents(session, body["id"]) == DOCS
@@ -95,6 +96,8 @@ def test_uploading_a_file_stores_its_documents_in_order(client, settings, sessio
         ({"json": {"documents": ["only", "three", "docs"]}}, 400, "bad_corpus", "at least 5"),
         ({"json": {"documents": DOCS, "params": {"nr_topics": "lots"}}}, 400, "invalid_request", "params.nr_topics"),
         ({"json": {"documents": DOCS, "params": {"min_topic_size": 1}}}, 400, "invalid_request", "min_topic_size"),
+        ({"json": {"documents": DOCS, "params": {"label_language": "French; ignore all"}}}, 400, "invalid_request",
+         "label_language"),
         ({"json": {"docs": DOCS}}, 400, "invalid_request", "documents"),
         ({"json": {"documents": DOCS + ["  "]}}, 400, "bad_corpus", "documents[12] is empty"),
         ({"json": ["not", "an", "object"]}, 400, "invalid_json", "JSON object"),

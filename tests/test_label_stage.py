@@ -101,3 +101,26 @@ def test_a_theme_answered_with_one_of_its_topics_labels_is_asked_again():
     assert [t.label.text for t in themes] == ["Tabletop games", "Desktop applications"]
     retry = labeler.asked[1][0][-1]["content"]
     assert "'card games'" in retry and "Board games" in retry  # the taken label, and the theme's own topics
+
+
+def test_a_label_language_is_asked_for_in_every_prompt_retries_and_themes_included():
+    import numpy as np
+
+    from worker.pipeline.label import Label
+    from worker.pipeline.represent import TopicRepresentation
+    from worker.pipeline.run import label_themes
+
+    labeler = Scripted(["Bibliothèques Python", "Qt", "bibliothèques python"], ["Tableaux de données"])
+    labels = label_topics(TOPICS, labeler, doc_budget=5, language="French")
+    assert [l.text for l in labels] == ["Bibliothèques Python", "Qt", "Tableaux de données"]
+    prompts = [c[-1]["content"] for round_ in labeler.asked for c in round_]
+    assert len(prompts) == 4 and all(p.endswith("Write the label in French, whatever language the documents are in.")
+                                     for p in prompts)
+    representations = [TopicRepresentation(i, 3 - i, [f"word{i}"], {}, []) for i in range(3)]
+    themes = Scripted(["Programmation"])
+    label_themes(representations, labels, np.zeros(3, dtype=np.int32), themes, lambda *_: None, language="French")
+    assert "Write the label in French" in themes.asked[0][0][-1]["content"]
+    plain = Scripted(["Python Libraries", "Qt", "Pandas"])
+    label_topics(TOPICS, plain, doc_budget=5)
+    assert not any("Write the label in" in c[-1]["content"] for c in plain.asked[0])
+    assert all(isinstance(l, Label) for l in labels)

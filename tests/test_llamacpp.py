@@ -78,3 +78,24 @@ def test_truncate_cuts_to_the_models_tokens(labeler):
 def test_a_prompt_longer_than_the_context_is_a_clear_error(labeler):
     with pytest.raises(ValueError, match="does not fit the LLM's context"):
         labeler.generate([build_messages(["word " * 5000], ["kw"])])
+
+
+# Words a French label of these chapters is made of, and none of the chapters' English names has.
+FRENCH = ("de", "des", "du", "et", "la", "le", "les", "aux", "mathématiques", "numériques", "fichiers",
+          "répertoires", "réseau", "protocoles", "accès", "gestion", "dossiers")
+
+
+def test_labels_asked_in_another_language_are_written_in_it(labeler):
+    from worker.pipeline.label import LabelInput, label_topics
+    from tests.conftest import read_corpus
+
+    records = read_corpus("python_docs.jsonl")
+    topics = [LabelInput(keywords, [r["text"] for r in records if r["label"] == chapter][:5])
+              for chapter, keywords in CHAPTERS.items()]
+    english = label_topics(topics, labeler, doc_budget=30)
+    french = label_topics(topics, labeler, doc_budget=30, language="French")
+    assert all(l.source == "llm" for l in french), french
+    words = [{w.strip(".,:;'()").lower() for w in l.text.replace("'", " ").split()} for l in french]
+    assert sum(bool(w & set(FRENCH)) or any(c in "éèêàçù" for c in l.text) for w, l in zip(words, french)) >= 2, \
+        (english, french)
+    assert [l.text for l in french] != [l.text for l in english]

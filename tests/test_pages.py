@@ -28,6 +28,15 @@ def test_the_form_takes_a_priority_and_refuses_one_out_of_range(client):
     assert "priority: Input should be less than or equal to 10" in response.get_data(as_text=True)
 
 
+def test_the_form_takes_a_label_language_and_refuses_one_that_is_no_name(client, sessions):
+    response = post_form(client, "/jobs", data={"text": DOCS, "label_language": " Français "})
+    assert response.status_code == 303
+    assert "labels in Français" in client.get(response.headers["Location"]).get_data(as_text=True)
+    response = post_form(client, "/jobs", data={"text": DOCS, "label_language": "French</b><i>"})
+    assert response.status_code == 400
+    assert "label_language: String should match pattern" in response.get_data(as_text=True)
+
+
 def test_a_pasted_corpus_larger_than_flasks_form_default_is_accepted(client, sessions):
     big = "\n".join(f"document {i} " + "word " * 120 for i in range(1200))  # about 750 kB
     response = post_form(client, "/jobs", data={"text": big})

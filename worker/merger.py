@@ -114,7 +114,8 @@ class MergeRunner:
                  for text in (s.label, s.custom_label) if text]
         labeler = self.labeler() if read.params.generate_labels else None
         return label_topics([LabelInput(merged.keywords, docs)], labeler, doc_budget=self.doc_tokens,
-                            doc_count=self.doc_count, template=read.template, earlier=taken)[0]
+                            doc_count=self.doc_count, template=read.template, earlier=taken,
+                            language=read.params.label_language)[0]
 
     def _static_maps(self, read: _Read, result: MergeResult, labels: dict[int, str]) -> None:
         """The map as PNG and SVG with the labels shown now; a map that fails to render is logged and left as it was."""

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared import jobs, label_runs
 from shared.db import transaction
 from shared.prompts import MAIN_PROMPT
+from shared.schemas import JobParams
 from worker.labeling.base import Labeler
 from worker.pipeline.label import LabelInput, label_topics
 from worker.heartbeat import Heartbeat
@@ -40,10 +41,11 @@ class RelabelRunner:
             texts = jobs.document_texts(session, run.job_id, (i for t in topics for i in t.representative_docs))
             inputs = [LabelInput(t.keywords, [texts[i] for i in t.representative_docs]) for t in topics]
             numbers = [t.topic for t in topics]
+            language = JobParams.model_validate(jobs.get_job(session, run.job_id).params).label_language
         try:
             with Heartbeat(self.factory, lambda session: label_runs.beat_run(session, run_id), self.heartbeat_seconds):
                 labels = label_topics(inputs, self.labeler(), doc_budget=self.doc_tokens, doc_count=self.doc_count,
-                                      template=template, progress=self._reporter(run_id))
+                                      template=template, progress=self._reporter(run_id), language=language)
         except Exception:
             return record_failure(self.factory, lambda session, message: label_runs.fail_run(session, run_id, message),
                                   log, f"re-label run {run_id} failed")

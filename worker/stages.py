@@ -376,6 +376,7 @@ class StageRunner:
         mine = clusters.representations[first : first + size]
         with transaction(self.factory) as session:
             texts = jobs.document_texts(session, item.job_id, (i for r in mine for i in r.representative_docs))
+            language = _label_language(session, item.job_id)
         earlier = artifacts.get_labels(self.store, item.job_id, item.chunk)
         n_themes = int(clusters.theme_of.max()) + 1 if len(clusters.theme_of) else 0
         steps = len(clusters.representations) + n_themes
@@ -384,6 +385,7 @@ class StageRunner:
             topics=label_inputs(mine, texts),
             earlier=earlier,
             progress=lambda stage, done, _total: progress(stage, first + done, steps),
+            language=language,
         )
 
     def _themes(self, item: WorkItem, claim: Claim, clusters: Clusters, chunks: int, started: float) -> str:
@@ -391,8 +393,11 @@ class StageRunner:
         progress = Progress(self.factory, claim, item.job_id)
         n_topics = len(labels)
         steps = n_topics + int(clusters.theme_of.max()) + 1
+        with transaction(self.factory) as session:
+            language = _label_language(session, item.job_id)
         themes = label_themes(clusters.representations, labels, clusters.theme_of, self.labeler(),
-                              progress=lambda stage, done, _total: progress(stage, n_topics + done, steps))
+                              progress=lambda stage, done, _total: progress(stage, n_topics + done, steps),
+                              language=language)
         artifacts.put_themes(self.store, item.job_id, themes)
         return "done" if self._complete(item, time.monotonic() - started, [("save", 0)]) else "superseded"
 
@@ -512,3 +517,7 @@ def record_failure(factory: sessionmaker[Session], fail: Callable[[Session, str]
         fail(session, USER_SAFE_ERROR)
     return "failed"
 
+
+def _label_language(session, job_id: str) -> str | None:
+    """The language a job's labels are asked in (its ``label_language``), or None."""
+    return JobParams.model_validate(jobs.get_job(session, job_id).params).label_language

@@ -30,6 +30,7 @@ class LabelRequest:
     earlier: Sequence[Label] = ()  # the new labels must differ from these too
     template: str = MAIN_PROMPT
     progress: Progress = no_progress
+    language: str | None = None  # the job's label_language
 
 
 def label_topics(
@@ -41,15 +42,16 @@ def label_topics(
     template: str = MAIN_PROMPT,
     progress: Progress = no_progress,
     earlier: Sequence[Label] = (),
+    language: str | None = None,
 ) -> list[Label]:
     """A distinct label per topic, in order (the first, largest topics keep a contested label).
 
     The first ``doc_count`` representative documents (all: None) go into the prompt, each cut to ``doc_budget``
-    tokens (words, for a labeler without a tokenizer).
+    tokens (words, for a labeler without a tokenizer). ``language``: the language every label is asked in.
     A topic whose label another topic (or one of ``earlier``) already has is asked once more with the taken
     labels listed; a clash that remains is settled with the topic's most distinctive keyword.
     """
-    request = LabelRequest(topics, earlier, template, progress)
+    request = LabelRequest(topics, earlier, template, progress, language)
     return label_batch([request], labeler, doc_budget=doc_budget, doc_count=doc_count)[0]
 
 
@@ -73,7 +75,8 @@ def label_batch(
                 r.progress("labelling", done - start, len(r.topics))
 
     answers = labeler.generate(
-        [build_messages(d, t.keywords, r.template) for r, ds in zip(requests, docs) for d, t in zip(ds, r.topics)],
+        [build_messages(d, t.keywords, r.template, language=r.language)
+         for r, ds in zip(requests, docs) for d, t in zip(ds, r.topics)],
         on_progress=on_progress,
     )
     labels = [[_label(answers[start + i], t) for i, t in enumerate(r.topics)] for r, start in zip(requests, starts)]
@@ -86,7 +89,8 @@ def label_batch(
         taken = sorted({labels[k][i].text for i in clashes})  # the labels to avoid (a full list could overflow 4k)
         for i in clashes:
             retry_of.append((k, i))
-            retry_prompts.append(build_messages(docs[k][i], r.topics[i].keywords, r.template, taken=taken))
+            retry_prompts.append(build_messages(docs[k][i], r.topics[i].keywords, r.template, taken=taken,
+                                                language=r.language))
     if retry_prompts:
         used = [{normalized(label.text) for label in [*r.earlier, *labels[k]]} for k, r in enumerate(requests)]
         for (k, i), answer in zip(retry_of, labeler.generate(retry_prompts)):

@@ -69,8 +69,10 @@ class PipelineConfig:
     seed: int = 42  # UMAP's and the representative-document sample's; bench/quality.py varies it
 
 
-def label_themes(representations, labels, theme_of: np.ndarray, labeler, progress: Progress) -> list[ThemeResult]:
-    """One label per theme, from the labels and keywords of its topics (one LLM prompt per theme)."""
+def label_themes(representations, labels, theme_of: np.ndarray, labeler, progress: Progress,
+                 language: str | None = None) -> list[ThemeResult]:
+    """One label per theme, from the labels and keywords of its topics (one LLM prompt per theme), in
+    ``language`` when given."""
     if not len(theme_of):
         return []
     members = [[i for i in range(len(theme_of)) if theme_of[i] == theme] for theme in range(int(theme_of.max()) + 1)]
@@ -83,7 +85,7 @@ def label_themes(representations, labels, theme_of: np.ndarray, labeler, progres
     # A theme's label must not be one of its topics' labels (a theme is broader than any of them): a theme
     # answered with a topic's label is asked once more with the taken labels listed.
     theme_labels = label_topics(inputs, labeler, doc_budget=60, template=THEME_PROMPT, progress=progress,
-                                earlier=labels)
+                                earlier=labels, language=language)
     return [
         ThemeResult(theme, label, [representations[i].topic for i in group], sum(representations[i].size for i in group))
         for theme, (label, group) in enumerate(zip(theme_labels, members))
@@ -204,20 +206,23 @@ def run_pipeline(
     lap("embedding")
     clusters = cluster_stage(texts, embeddings, params, embedding_model, config, progress)
     lap("clustering")
-    labels, themes = label_stage(clusters, texts, labeler if params.generate_labels else None, config, progress)
+    labels, themes = label_stage(clusters, texts, labeler if params.generate_labels else None, config, progress,
+                                 language=params.label_language)
     lap("labelling")
     log.info("pipeline on %d documents: %s", len(texts), timings)
     return assemble(clusters, labels, themes, embeddings, timings)
 
 
 def label_stage(clusters: Clusters, texts, labeler: Labeler | None, config: PipelineConfig,
-                progress: Progress = no_progress) -> tuple[list[Label], list[ThemeResult]]:
-    """Topic labels, then theme labels, with one progress bar over both."""
+                progress: Progress = no_progress, language: str | None = None) -> tuple[list[Label], list[ThemeResult]]:
+    """Topic labels, then theme labels, with one progress bar over both (in ``language`` when given)."""
     ids = [r.topic for r in clusters.representations]
     n_themes = int(clusters.theme_of.max()) + 1 if len(clusters.theme_of) else 0
     steps = len(ids) + n_themes
     labels = label_topics(label_inputs(clusters.representations, texts), labeler, doc_budget=config.doc_tokens,
-                          doc_count=config.doc_count, progress=lambda stage, done, _total: progress(stage, done, steps))
+                          doc_count=config.doc_count, progress=lambda stage, done, _total: progress(stage, done, steps),
+                          language=language)
     themes = label_themes(clusters.representations, labels, clusters.theme_of, labeler,
-                          progress=lambda stage, done, _total: progress(stage, len(ids) + done, steps))
+                          progress=lambda stage, done, _total: progress(stage, len(ids) + done, steps),
+                          language=language)
     return labels, themes
