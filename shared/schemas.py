@@ -6,8 +6,9 @@ import math
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -64,10 +65,27 @@ class JobParams(BaseModel):
         None, ge=-1.0, le=1.0, description="Least cosine similarity to a topic's centroid for an outlier to join it; "
         "null: the default."
     )
+    max_outlier_share: float | None = Field(
+        None, ge=0.0, lt=1.0, allow_inf_nan=False,
+        description="Most outliers wanted, as a share of the documents (0.05: 5%): the outlier threshold is lowered "
+        "from its default until at most this share is left (0: every outlier joins its nearest topic). Needs "
+        "reduce_outliers; not with outlier_threshold. null: the threshold alone decides.",
+    )
     nr_topics: Literal["auto"] | Annotated[int, Field(ge=2, le=10_000)] | None = Field(
         None, description='Merge topics down to this many after clustering; "auto" lets BERTopic decide; null: keep.'
     )
     generate_labels: bool = Field(True, description="Ask the LLM for a short label per topic.")
+
+    @model_validator(mode="after")
+    def _one_outlier_rule(self) -> JobParams:
+        # A target sets the threshold itself: a threshold given with it, or reduction turned off, contradicts it.
+        if self.max_outlier_share is not None and self.outlier_threshold is not None:
+            raise PydanticCustomError("conflicting_params", "give max_outlier_share or outlier_threshold, not both: "
+                                      "the target sets the threshold")
+        if self.max_outlier_share is not None and not self.reduce_outliers:
+            raise PydanticCustomError("conflicting_params", "max_outlier_share needs reduce_outliers: outliers reach "
+                                      "the target only by joining their nearest topic")
+        return self
 
     @field_validator("nr_topics", mode="before")
     @classmethod
@@ -160,6 +178,9 @@ class JobUpload(BaseModel):
     min_samples: Annotated[int, Field(ge=1, le=100_000)] | SkipJsonSchema[None] = None
     nr_topics: Literal["auto"] | Annotated[int, Field(ge=2, le=10_000)] | SkipJsonSchema[None] = None
     generate_labels: bool | SkipJsonSchema[None] = None
+    max_outlier_share: Annotated[float, Field(ge=0.0, lt=1.0)] | SkipJsonSchema[None] = Field(
+        None, description="Most outliers wanted, as a share of the documents (JSON params: max_outlier_share)."
+    )
     priority: Priority = 0
     params: JobParams | SkipJsonSchema[None] = Field(
         None, description="Instead of the parameter fields above: the object `params` of a JSON submission, as JSON."

@@ -496,11 +496,16 @@ def job_scores(result: PipelineResult, params: JobParams) -> dict:
     """What the job page and API show to compare runs: the scores, and which assignment they describe."""
     scores = result.scores.as_dict() if result.scores else {}
     before = float((result.original_doc_topics < 0).mean()) if len(result.original_doc_topics) else 0.0
-    return scores | {
+    scores |= {
         "assignment": "reduced" if params.reduce_outliers else "original",
         "outlier_share_before_reduction": round(before, 4),
         "outliers_reassigned": int(((result.original_doc_topics < 0) & (result.doc_topics >= 0)).sum()),
     }
+    if result.outliers is not None:  # the threshold it ended at, and whether a max_outlier_share was met
+        scores["outlier_threshold"] = round(result.outliers.threshold, 4)
+        if result.outliers.target is not None:
+            scores |= {"max_outlier_share": result.outliers.target, "outlier_target_met": result.outliers.met}
+    return scores
 
 
 def record_failure(factory: sessionmaker[Session], fail: Callable[[Session, str], None], logger: logging.Logger,
