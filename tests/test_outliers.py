@@ -64,3 +64,34 @@ def test_the_threshold_is_an_order_statistic_of_the_cosines_and_ties_leave_fewer
     assert threshold_for_share(cosines, 100, 0.03, 0.9) == pytest.approx(0.5)
     assert threshold_for_share(cosines, 100, 0.05, 0.9) == 0.9  # five may stay: nothing to lower
     assert allowed_outliers(100, 0.29) == 29 and allowed_outliers(500, 0.05) == 25 and allowed_outliers(7, 0.1) == 0
+
+
+@pytest.fixture(scope="module")
+def news(embedder):
+    """About 500 news articles (every third line, across sections) and their embeddings (the first 256 tokens)."""
+    from tests.conftest import read_corpus
+
+    texts = [r["text"] for r in read_corpus("news_sections.jsonl", limit=500, every=3)]
+    embeddings = embedder.encode(texts, normalize_embeddings=True, convert_to_numpy=True, batch_size=32)
+    return texts, np.asarray(embeddings, dtype=np.float32)
+
+
+def test_a_real_run_meets_the_target_share_and_reports_the_threshold_it_reached(news, embedder):
+    """On news articles the default threshold (0.3) leaves a few outliers; a target of 0.5% lowers it until at
+    most 2 of the 500 are left, and the job's scores say so."""
+    from shared.schemas import DEFAULT_OUTLIER_THRESHOLD, JobParams
+    from worker.pipeline.run import PipelineConfig, run_pipeline
+    from worker.stages import job_scores
+
+    texts, embeddings = news
+    params = JobParams(max_outlier_share=0.005, generate_labels=False)
+    result = run_pipeline(texts, params, embedder, None, PipelineConfig(), embeddings=embeddings)
+
+    default, _ = reduce_outliers(embeddings, result.original_doc_topics, DEFAULT_OUTLIER_THRESHOLD)
+    assert (default < 0).sum() > 2, "the target should need more than the default threshold here"
+    assert result.n_outliers <= 2 and result.outliers.met
+    assert result.outliers.threshold < DEFAULT_OUTLIER_THRESHOLD
+    scores = job_scores(result, params)
+    assert scores["outlier_share"] <= 0.005 and scores["outlier_target_met"] is True
+    assert scores["max_outlier_share"] == 0.005 and scores["outlier_threshold"] == round(result.outliers.threshold, 4)
+    assert scores["outlier_share_before_reduction"] > scores["outlier_share"]

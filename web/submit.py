@@ -21,7 +21,7 @@ from web.errors import ApiError
 
 log = logging.getLogger(__name__)
 
-FORM_PARAMS = ("min_topic_size", "min_samples", "nr_topics", "generate_labels")
+FORM_PARAMS = ("min_topic_size", "min_samples", "nr_topics", "generate_labels", "max_outlier_share")
 
 
 def params_from_form(form: MultiDict) -> JobParams:
