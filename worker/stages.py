@@ -282,7 +282,15 @@ class StageRunner:
         if clusters.topic_model is not None:
             self.store.put(model_key(item.job_id), model_archive(clusters.topic_model, self.embedding_model_ref))
         labelled = params.generate_labels and len(clusters.representations) > 0
-        return self._complete(item, time.monotonic() - started, [("label", 0) if labelled else ("save", 0)])
+        then = [("label", 0) if labelled else ("save", 0)]
+        with transaction(self.factory) as session:  # done, the next item and the label plan, all or nothing
+            done = work.complete(session, item, time.monotonic() - started, then)
+            if done and labelled:  # what the job's labelling estimate counts down from
+                n_themes = int(clusters.theme_of.max()) + 1 if len(clusters.theme_of) else 0
+                jobs.plan_labels(session, item.job_id, len(clusters.representations), n_themes)
+        for stage, _chunk in then if done else ():
+            self._ring(work.QUEUE_OF[stage])
+        return done
 
     def _save(self, item: WorkItem, claim: Claim, started: float) -> bool:
         with transaction(self.factory) as session:
