@@ -199,6 +199,8 @@ def status(job_id: str) -> None:
     job = _request("get", f"{get_settings().base_url}/api/v1/jobs/{job_id}").json()
     click.echo(f"{job['id']}  {job['status']}  stage={job['stage']}  {job['progress'] * 100:.0f}%  "
                f"documents={job['n_documents']}  topics={job['n_topics']}")
+    if job.get("labelling"):
+        click.echo(job["labelling"]["summary"])
     if job["error"]:
         click.echo(f"error: {job['error']}")
 

@@ -202,6 +202,20 @@ class StagePublic(BaseModel):
     worker: str | None  # the worker on it now, else the last one that ran it
 
 
+class LabellingPublic(BaseModel):
+    """A job's labelling ahead (``shared.label_estimate``): from when clustering is done until its last label."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    topics: int  # topics its label stage labels
+    themes: int  # and themes
+    labels_left: int  # of both, not made yet (counted by its finished label items: a chunk of topics at a time)
+    seconds_per_label: float | None  # over the newest finished label work of this service; null: none timed yet
+    measured_labels: int  # labels that figure comes from
+    expected_seconds: float | None  # labels_left x seconds_per_label; null while no label was timed
+    summary: str  # the same in words, as the job page shows it
+
+
 class JobPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -224,6 +238,7 @@ class JobPublic(BaseModel):
     # Not columns of the row: ``web.api.job_public`` fills them from the job's work items.
     worker: str | None = None  # the worker on its running stage, if one is
     stages: list[StagePublic] = []
+    labelling: LabellingPublic | None = None  # once clustered, until labelled: what is left and how long it takes
 
 
 class JobsPublic(BaseModel):
