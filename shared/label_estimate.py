@@ -91,8 +91,8 @@ class LabellingEstimate:
         left = f"{self.labels_left} label{'s' * (self.labels_left != 1)} left"
         if self.expected_seconds is None:
             return f"Labelling {what}: {left}; no label has been timed on this service yet, so no estimate."
-        return (f"Labelling {what}: {left}, about {duration(self.expected_seconds)} "
-                f"({self.seconds_per_label:.1f} s a label over the last {self.measured_labels} labels on this service).")
+        return (f"Labelling {what}: {left}, about {duration(self.expected_seconds)} ({self.seconds_per_label:.1f} s "
+                f"a label over the last {self.measured_labels} labels on this service).")
 
 
 def duration(seconds: float) -> str:
