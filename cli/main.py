@@ -166,18 +166,21 @@ def _user_session() -> Iterator[Session]:
 @click.option("--name", default=None, help="Job name (default: the file name).")
 @click.option("--min-topic-size", type=int, default=None, help="HDBSCAN min_cluster_size (default: grows with n).")
 @click.option("--nr-topics", default=None, help='"auto" or a number: merge topics down after clustering.')
+@click.option("--max-outlier-share", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="Most outliers wanted, as a share of the documents (0.05: 5%): lowers the outlier threshold.")
 @click.option("--labels/--no-labels", default=True, show_default=True, help="Generate LLM labels.")
 @click.option("--label-language", default=None, help="Write the labels in this language (e.g. French).")
 @click.option("--priority", type=int, default=None, help="Higher runs first (-10..10; default 0).")
 @click.option("--text-column", default=None, help="CSV: the column holding the text.")
 @click.option("--title-column", default=None, help="CSV: an optional title column.")
 @click.option("--wait", is_flag=True, help="Show a progress bar until the job ends, then the topics.")
-def submit(file: Path, name, min_topic_size, nr_topics, labels, label_language, priority, text_column, title_column,
-           wait) -> None:
+def submit(file: Path, name, min_topic_size, nr_topics, max_outlier_share, labels, label_language, priority, text_column,
+           title_column, wait) -> None:
     """Submit FILE (.txt one document per line, .csv or .jsonl) to the running service."""
     base = get_settings().base_url
     form = {"name": name or file.name, "generate_labels": str(labels).lower()}
-    for key, value in (("min_topic_size", min_topic_size), ("nr_topics", nr_topics), ("priority", priority),
+    for key, value in (("min_topic_size", min_topic_size), ("nr_topics", nr_topics),
+                       ("max_outlier_share", max_outlier_share), ("priority", priority),
                        ("label_language", label_language),
                        ("text_column", text_column), ("title_column", title_column)):
         if value is not None:
@@ -198,6 +201,8 @@ def status(job_id: str) -> None:
     job = _request("get", f"{get_settings().base_url}/api/v1/jobs/{job_id}").json()
     click.echo(f"{job['id']}  {job['status']}  stage={job['stage']}  {job['progress'] * 100:.0f}%  "
                f"documents={job['n_documents']}  topics={job['n_topics']}")
+    if job.get("labelling"):
+        click.echo(job["labelling"]["summary"])
     if job["error"]:
         click.echo(f"error: {job['error']}")
 

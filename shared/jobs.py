@@ -153,6 +153,11 @@ def report_progress(session: Session, job_id: str, stage: str, progress: float) 
     return result.rowcount == 1
 
 
+def plan_labels(session: Session, job_id: str, topics: int, themes: int) -> None:
+    """Record how many topics and themes the job's label stage has to label (clustering found them)."""
+    session.execute(update(Job).where(Job.id == job_id).values(topics_to_label=topics, themes_to_label=themes))
+
+
 def finish(
     session: Session,
     job_id: str,

@@ -62,6 +62,9 @@ class Job(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # workers that died on it
     priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # higher runs first
     embedding_key: Mapped[str | None] = mapped_column(String(200))  # artifact key of its embeddings, once known
+    # What its label stage has to label, set when clustering is done (None before, and when labels are off).
+    topics_to_label: Mapped[int | None] = mapped_column(Integer)
+    themes_to_label: Mapped[int | None] = mapped_column(Integer)
     # Who submitted it (None: submitted without accounts, TOPICQ_AUTH=none); a user is removed with their jobs.
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
 
@@ -79,6 +82,7 @@ class WorkItem(Base):
     __table_args__ = (
         UniqueConstraint("job_id", "stage", "chunk", name="uq_work_items_job_stage_chunk"),
         Index("ix_work_items_queue_status", "queue", "status"),
+        Index("ix_work_items_stage_finished", "stage", "finished_at"),  # the newest finished items of a stage
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -6,8 +6,9 @@ import math
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -68,6 +69,12 @@ class JobParams(BaseModel):
         None, ge=-1.0, le=1.0, description="Least cosine similarity to a topic's centroid for an outlier to join it; "
         "null: the default."
     )
+    max_outlier_share: float | None = Field(
+        None, ge=0.0, lt=1.0, allow_inf_nan=False,
+        description="Most outliers wanted, as a share of the documents (0.05: 5%): the outlier threshold is lowered "
+        "from its default until at most this share is left (0: every outlier joins its nearest topic). Needs "
+        "reduce_outliers; not with outlier_threshold. null: the threshold alone decides.",
+    )
     nr_topics: Literal["auto"] | Annotated[int, Field(ge=2, le=10_000)] | None = Field(
         None, description='Merge topics down to this many after clustering; "auto" lets BERTopic decide; null: keep.'
     )
@@ -78,6 +85,17 @@ class JobParams(BaseModel):
         "'Español'), whatever the documents' language; null: the LLM's choice (usually the documents'). "
         "Labels made from keywords, when the LLM gives nothing usable, stay in the documents' words.",
     )
+
+    @model_validator(mode="after")
+    def _one_outlier_rule(self) -> JobParams:
+        # A target sets the threshold itself: a threshold given with it, or reduction turned off, contradicts it.
+        if self.max_outlier_share is not None and self.outlier_threshold is not None:
+            raise PydanticCustomError("conflicting_params", "give max_outlier_share or outlier_threshold, not both: "
+                                      "the target sets the threshold")
+        if self.max_outlier_share is not None and not self.reduce_outliers:
+            raise PydanticCustomError("conflicting_params", "max_outlier_share needs reduce_outliers: outliers reach "
+                                      "the target only by joining their nearest topic")
+        return self
 
     @field_validator("nr_topics", mode="before")
     @classmethod
@@ -178,6 +196,12 @@ class JobUpload(BaseModel):
     min_samples: Annotated[int, Field(ge=1, le=100_000)] | SkipJsonSchema[None] = None
     nr_topics: Literal["auto"] | Annotated[int, Field(ge=2, le=10_000)] | SkipJsonSchema[None] = None
     generate_labels: bool | SkipJsonSchema[None] = None
+    max_outlier_share: Annotated[float, Field(ge=0.0, lt=1.0)] | SkipJsonSchema[None] = Field(
+        None, description="Most outliers wanted, as a share of the documents (JSON params: max_outlier_share)."
+    )
+    label_language: Annotated[str, Field(min_length=2, max_length=40, pattern=LANGUAGE_NAME)] | SkipJsonSchema[None] = Field(
+        None, description="The language to write the labels in, by its name (JSON params: label_language)."
+    )
     priority: Priority = 0
     params: JobParams | SkipJsonSchema[None] = Field(
         None, description="Instead of the parameter fields above: the object `params` of a JSON submission, as JSON."
@@ -197,6 +221,20 @@ class StagePublic(BaseModel):
     chunks: int  # known so far: later chunks appear as earlier ones finish
     seconds: float  # summed over its finished chunks
     worker: str | None  # the worker on it now, else the last one that ran it
+
+
+class LabellingPublic(BaseModel):
+    """A job's labelling ahead (``shared.label_estimate``): from when clustering is done until its last label."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    topics: int  # topics its label stage labels
+    themes: int  # and themes
+    labels_left: int  # of both, not made yet (counted by its finished label items: a chunk of topics at a time)
+    seconds_per_label: float | None  # over the newest finished label work of this service; null: none timed yet
+    measured_labels: int  # labels that figure comes from
+    expected_seconds: float | None  # labels_left x seconds_per_label; null while no label was timed
+    summary: str  # the same in words, as the job page shows it
 
 
 class JobPublic(BaseModel):
@@ -221,6 +259,7 @@ class JobPublic(BaseModel):
     # Not columns of the row: ``web.api.job_public`` fills them from the job's work items.
     worker: str | None = None  # the worker on its running stage, if one is
     stages: list[StagePublic] = []
+    labelling: LabellingPublic | None = None  # once clustered, until labelled: what is left and how long it takes
 
 
 class JobsPublic(BaseModel):

@@ -51,8 +51,8 @@ def test_submitting_json_stores_the_job_with_its_first_stage_ready_and_rings(cli
     assert body["status"] == "queued" and body["stage"] == "queued" and body["progress"] == 0
     assert body["n_documents"] == 12 and body["name"] == "pets"
     assert body["params"] == {"min_topic_size": 3, "min_samples": None, "reduce_outliers": True,
-                              "outlier_threshold": None, "nr_topics": "auto", "generate_labels": True,
-                              "label_language": None}
+                              "outlier_threshold": None, "max_outlier_share": None, "nr_topics": "auto",
+                              "generate_labels": True, "label_language": None}
     assert response.headers["Location"] == f"/api/v1/jobs/{body['id']}"
     with sessions() as session:
         assert jobs.load_documents(session, body["id"]) == DOCS
@@ -113,6 +113,16 @@ def test_uploading_a_file_stores_its_documents_in_order(client, settings, sessio
         ({"json": {"documents": DOCS, "priority": 1.5}}, 400, "invalid_request", "priority"),
         ({"upload": (b"\n".join(d.encode() for d in DOCS), "a.txt"), "priority": "high"}, 400, "invalid_request",
          "priority"),
+        ({"json": {"documents": DOCS, "params": {"max_outlier_share": 1}}}, 400, "invalid_request",
+         "params.max_outlier_share: Input should be less than 1"),
+        ({"json": {"documents": DOCS, "params": {"max_outlier_share": -0.01}}}, 400, "invalid_request",
+         "params.max_outlier_share"),
+        ({"json": {"documents": DOCS, "params": {"max_outlier_share": 0.05, "outlier_threshold": 0.2}}}, 400,
+         "invalid_request", "params: give max_outlier_share or outlier_threshold, not both"),
+        ({"json": {"documents": DOCS, "params": {"max_outlier_share": 0.05, "reduce_outliers": False}}}, 400,
+         "invalid_request", "max_outlier_share needs reduce_outliers"),
+        ({"upload": (b"\n".join(d.encode() for d in DOCS), "a.txt"), "max_outlier_share": "5"}, 400,
+         "invalid_request", "max_outlier_share: Input should be less than 1"),
     ],
 )
 def test_bad_submissions_get_a_one_line_4xx_and_queue_nothing(client, settings, sessions, kwargs, status, code, fragment):
@@ -124,6 +134,41 @@ def test_bad_submissions_get_a_one_line_4xx_and_queue_nothing(client, settings, 
     assert doorbells(settings) == []
     with sessions() as session:
         assert jobs.count_jobs(session) == 0
+
+
+def test_a_target_share_of_outliers_is_accepted_as_json_and_as_a_form_field(client):
+    response = client.post("/api/v1/jobs", json={"documents": DOCS, "params": {"max_outlier_share": 0.05}})
+    assert response.status_code == 202 and response.get_json()["params"]["max_outlier_share"] == 0.05
+    response = client.post("/api/v1/jobs", data={"file": (io.BytesIO("\n".join(DOCS).encode()), "a.txt"),
+                                                 "max_outlier_share": "0"}, content_type="multipart/form-data")
+    assert response.status_code == 202 and response.get_json()["params"]["max_outlier_share"] == 0
+
+
+def test_the_cli_sends_a_target_share_of_outliers_as_a_form_field(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import cli.main
+
+    sent = {}
+
+    class Answer:
+        status_code = 202
+
+        def json(self):
+            return {"id": "j1", "n_documents": 12}
+
+    def request(method, url, **kwargs):
+        sent.update(kwargs["data"])
+        return Answer()
+
+    monkeypatch.setattr(cli.main.requests, "request", request)
+    corpus = tmp_path / "docs.txt"
+    corpus.write_text("\n".join(DOCS))
+    result = CliRunner().invoke(cli.main.cli, ["submit", str(corpus), "--max-outlier-share", "0.05"])
+    assert result.exit_code == 0, result.output
+    assert sent["max_outlier_share"] == "0.05"
+    refused = CliRunner().invoke(cli.main.cli, ["submit", str(corpus), "--max-outlier-share", "1"])
+    assert refused.exit_code == 2 and "max-outlier-share" in refused.output
 
 
 def test_nul_characters_are_dropped_before_they_reach_the_database(client, sessions):

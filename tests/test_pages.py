@@ -2,8 +2,11 @@
 
 import re
 
+from sqlalchemy import update
+
 from shared import work
 from shared.db import transaction
+from shared.models import Job
 from tests.factories import make_finished_job, make_job
 from tests.forms import post_form
 
@@ -37,6 +40,18 @@ def test_the_form_takes_a_label_language_and_refuses_one_that_is_no_name(client,
     assert "label_language: String should match pattern" in response.get_data(as_text=True)
 
 
+def test_the_form_takes_a_target_share_of_outliers_and_refuses_one_out_of_range(client):
+    form = client.get("/").get_data(as_text=True)
+    assert 'name="max_outlier_share" type="number" min="0" max="0.99"' in form
+    response = post_form(client, "/jobs", data={"text": DOCS, "max_outlier_share": "0.05"})
+    assert response.status_code == 303
+    assert client.get(response.headers["Location"].replace("/jobs/", "/api/v1/jobs/")).get_json()[
+        "params"]["max_outlier_share"] == 0.05
+    response = post_form(client, "/jobs", data={"text": DOCS, "max_outlier_share": "5"})
+    assert response.status_code == 400
+    assert "max_outlier_share: Input should be less than 1" in response.get_data(as_text=True)
+
+
 def test_a_pasted_corpus_larger_than_flasks_form_default_is_accepted(client, sessions):
     big = "\n".join(f"document {i} " + "word " * 120 for i in range(1200))  # about 750 kB
     response = post_form(client, "/jobs", data={"text": big})
@@ -61,6 +76,19 @@ def test_results_page_escapes_what_the_llm_wrote(client, sessions):
     assert "Themes" in page and "Everything" in page and "coherence (NPMI) 0.250" in page
     assert "36.7% before 1" in page
     assert f"/api/v1/jobs/{job_id}/topics.csv" in page
+
+
+def test_the_results_page_says_what_threshold_a_target_share_of_outliers_needed(client, sessions):
+    job_id = make_finished_job(sessions)
+    page = client.get(f"/jobs/{job_id}").get_data(as_text=True)
+    assert "outlier-target" not in page  # no target asked for
+    with transaction(sessions) as session:
+        scores = session.get(Job, job_id).scores
+        session.execute(update(Job).where(Job.id == job_id).values(scores=scores | {
+            "outlier_threshold": 0.1834, "max_outlier_share": 0.05, "outlier_target_met": True}))
+    page = " ".join(client.get(f"/jobs/{job_id}").get_data(as_text=True).split())
+    assert "outliers joined their nearest topic at a cosine of 0.183 or more" in page
+    assert "target: at most 5.0% outliers, met by lowering the threshold from 0.3" in page
 
 
 def test_index_lists_jobs_and_the_job_page_can_cancel(client, sessions):

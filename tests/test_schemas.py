@@ -38,3 +38,24 @@ def test_a_label_language_is_a_languages_name_in_any_script():
 def test_bad_params_are_rejected(bad):
     with pytest.raises(ValidationError):
         JobParams.model_validate(bad)
+
+
+def test_max_outlier_share_is_a_share_below_one():
+    assert JobParams(max_outlier_share=0.05).max_outlier_share == 0.05
+    assert JobParams(max_outlier_share=0).max_outlier_share == 0
+    assert JobParams().max_outlier_share is None
+    for bad, fragment in ((1, "less than 1"), (-0.1, "greater than or equal to 0"), (float("nan"), "finite"),
+                          ("lots", "valid number")):
+        with pytest.raises(ValidationError, match=fragment):
+            JobParams(max_outlier_share=bad)
+
+
+@pytest.mark.parametrize(
+    ("params", "fragment"),
+    [({"max_outlier_share": 0.05, "outlier_threshold": 0.2}, "not both"),
+     ({"max_outlier_share": 0.05, "reduce_outliers": False}, "needs reduce_outliers")],
+)
+def test_a_target_share_with_a_threshold_or_without_reduction_is_refused(params, fragment):
+    with pytest.raises(ValidationError, match=fragment):
+        JobParams.model_validate(params)
+    assert JobParams.model_validate({**params, "max_outlier_share": None})  # either alone is fine

@@ -11,6 +11,7 @@ from sqlalchemy import func, select, update
 from shared import assignments, jobs, work
 from shared.bertopic_archive import topic_embeddings
 from shared.db import transaction
+from shared.label_estimate import labelling_estimate
 from shared.models import WorkItem
 from shared.storage import LocalArtifactStore, map_key, model_key
 from tests.conftest import read_corpus
@@ -88,7 +89,16 @@ def items_of(sessions, job_id):
 def test_a_job_runs_through_its_stages_to_topics_labels_and_document_results(sessions, tmp_path, embedder, corpus_texts):
     labeler = ScriptedLabeler()
     job_id = make_job(sessions, corpus_texts, params={"min_topic_size": 10})
-    outcomes = drive(make_runner(sessions, tmp_path, embedder, labeler), sessions, job_id)
+    runner = make_runner(sessions, tmp_path, embedder, labeler)
+    estimates = []  # the job's labelling estimate as each item is claimed
+
+    def on_claim(items):
+        with sessions() as session:
+            if items:
+                estimates.append((items[0].stage, labelling_estimate(session, jobs.get_job(session, job_id), 4)))
+
+    runner.on_claim = on_claim
+    outcomes = drive(runner, sessions, job_id)
     assert all(o.endswith(": done") for o in outcomes), outcomes
 
     with sessions() as session:
@@ -154,6 +164,13 @@ def test_a_job_runs_through_its_stages_to_topics_labels_and_document_results(ses
     assert [(t.stage, t.status, t.chunks_done) for t in times] == [
         ("embed", "done", 3), ("cluster", "done", 1), ("label", "done", n_label), ("save", "done", 1)]
     assert all(t.seconds > 0 and t.worker == "worker-1" for t in times)
+    # Clustering recorded what to label; each label item's claim saw fewer labels left, timed from the second on.
+    assert (job.topics_to_label, job.themes_to_label) == (len(topics), len(themes))
+    labelling = [e for stage, e in estimates if stage == "label"]
+    assert [e.labels_left for e in labelling] == [len(topics) + len(themes) - min(4 * c, len(topics))
+                                                 for c in range(n_label)]
+    assert labelling[0].seconds_per_label is None and all(e.seconds_per_label > 0 for e in labelling[1:])
+    assert all(e is None for stage, e in estimates if stage != "label")
 
 
 def test_same_documents_reuse_their_embeddings(sessions, tmp_path, embedder, corpus_texts, monkeypatch):

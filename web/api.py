@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from shared import jobs, label_runs, merges, work
+from shared.label_estimate import labelling_estimate
 from shared.models import Job
 from shared.prompts import validate_template
 from shared.queue import enqueue_relabel, redis_client, worker_states
@@ -23,6 +24,7 @@ from shared.schemas import (
     DocumentsPublic,
     JobCreate,
     JobPublic,
+    LabellingPublic,
     LabelRunPublic,
     RelabelCreate,
     StagePublic,
@@ -64,8 +66,10 @@ def job_public(job: Job) -> JobPublic:
     stages = work.stage_times(context.db(), job.id)
     # The running stage's worker is the one on its running item (``work.running_item``), without a second query.
     worker = next((s.worker for s in stages if s.status == "running"), None)
+    estimate = labelling_estimate(context.db(), job, context.settings().label_chunk_topics)
+    labelling = None if estimate is None else LabellingPublic.model_validate(estimate)
     return JobPublic.model_validate(job).model_copy(
-        update={"worker": worker, "stages": [StagePublic.model_validate(s) for s in stages]}
+        update={"worker": worker, "stages": [StagePublic.model_validate(s) for s in stages], "labelling": labelling}
     )
 
 

@@ -11,7 +11,8 @@ every web machine) answers the same, and there is no multiprocess directory to s
   label items are chunks of a job's stage, cluster and save items the whole stage).
 - ``topicq_embedding_documents_per_second`` and ``topicq_label_topics_per_second``: throughput of the embed and
   label items finished in the last ``WINDOW_SECONDS``, per second of work (summed over workers: two workers
-  embedding at once show about the rate of each, the queue drains twice as fast).
+  embedding at once show about the rate of each, the queue drains twice as fast); labels are counted by
+  ``shared.label_estimate``, as the job page's labelling estimate counts them (theme labels too).
 - ``topicq_worker_rss_bytes{worker,queues}``, ``topicq_worker_ready{worker,queues}``, ``topicq_workers_ready{queue}``:
   what each worker published in Redis (``shared.queue.worker_states``).
 - ``topicq_database_up``, ``topicq_redis_up``: whether each answered this scrape (the other's figures still come).
@@ -37,6 +38,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from shared.label_estimate import label_rate
 from shared.models import Job, WorkItem
 from shared.queue import QUEUES, redis_client, waiting_messages, worker_states
 from shared.schemas import JobStatus
@@ -156,26 +158,23 @@ class ServiceCollector(Collector):
     def _throughput(self) -> Iterator[Metric]:
         since = db_now(self.session) - timedelta(seconds=WINDOW_SECONDS)
         rows = self.session.execute(
-            select(WorkItem.job_id, WorkItem.stage, WorkItem.chunk, WorkItem.seconds, Job.n_documents, Job.n_topics)
+            select(WorkItem.job_id, WorkItem.chunk, WorkItem.seconds, Job.n_documents)
             .join(Job, Job.id == WorkItem.job_id)
-            .where(WorkItem.status == "done", WorkItem.stage.in_(("embed", "label")),
+            .where(WorkItem.status == "done", WorkItem.stage == "embed",
                    WorkItem.seconds.is_not(None), WorkItem.finished_at >= since)
         ).all()
-        plans = self._embedding_plans({job_id for job_id, stage, *_ in rows if stage == "embed"})
-        units = {"embed": 0, "label": 0}
-        seconds = {"embed": 0.0, "label": 0.0}
-        for job_id, stage, chunk, took, n_documents, n_topics in rows:
-            if stage == "embed":
-                start, stop = ChunkPlan(n_documents, plans[job_id]).bounds(chunk)
-                done = stop - start
-            else:
-                done = self._labelled(chunk, n_topics)
-            if done:
-                units[stage] += done
-                seconds[stage] += took
-        for stage, name, what in (("embed", "topicq_embedding_documents_per_second", "Documents embedded"),
-                                  ("label", "topicq_label_topics_per_second", "Topics labelled")):
-            rate = units[stage] / seconds[stage] if seconds[stage] > 0 else 0.0
+        plans = self._embedding_plans({job_id for job_id, *_ in rows})
+        documents, seconds = 0, 0.0
+        for job_id, chunk, took, n_documents in rows:
+            start, stop = ChunkPlan(n_documents, plans[job_id]).bounds(chunk)
+            documents += stop - start
+            seconds += took
+        labels = label_rate(self.session, self.settings.label_chunk_topics, since=since)  # as the job page counts
+        for stage, name, what, rate in (
+            ("embed", "topicq_embedding_documents_per_second", "Documents embedded",
+             documents / seconds if seconds > 0 else 0.0),
+            ("label", "topicq_label_topics_per_second", "Labels (of topics and themes) made", labels.labels_per_second),
+        ):
             yield GaugeMetricFamily(name, f"{what} per second of work, over the {stage} items finished in the "
                                           f"last {WINDOW_SECONDS} s (0: none finished).", value=rate)
 
@@ -187,14 +186,6 @@ class ServiceCollector(Collector):
             select(WorkItem.job_id, func.count())
             .where(WorkItem.stage == "embed", WorkItem.job_id.in_(job_ids)).group_by(WorkItem.job_id)
         ).all())
-
-    def _labelled(self, chunk: int, n_topics: int | None) -> int:
-        """Topics in label chunk ``chunk``: a full chunk until the job's topic count is known (it is saved
-        last); 0 for the theme chunk that follows the topic chunks."""
-        size = self.settings.label_chunk_topics
-        if n_topics is None:
-            return size
-        return max(0, min(size, n_topics - chunk * size))
 
     # -- Redis ----------------------------------------------------------------------------------------
 

@@ -21,7 +21,8 @@ from web.errors import ApiError
 
 log = logging.getLogger(__name__)
 
-FORM_PARAMS = ("min_topic_size", "min_samples", "nr_topics", "generate_labels", "label_language")
+FORM_PARAMS = ("min_topic_size", "min_samples", "nr_topics", "generate_labels", "label_language",
+               "max_outlier_share")
 
 
 def params_from_form(form: MultiDict) -> JobParams:

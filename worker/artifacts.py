@@ -16,6 +16,7 @@ import numpy as np
 
 from shared.storage import ArtifactStore, array_from_bytes, array_to_bytes, job_prefix
 from worker.pipeline.label import Label
+from worker.pipeline.outliers import OutlierReduction
 from worker.pipeline.represent import TopicRepresentation
 from worker.pipeline.run import Clusters, ThemeResult
 from worker.pipeline.scores import Scores
@@ -51,6 +52,7 @@ def put_clusters(store: ArtifactStore, job_id: str, clusters: Clusters) -> None:
     described = {
         "representations": [asdict(r) for r in clusters.representations],
         "scores": asdict(clusters.scores) if clusters.scores else None,
+        "outliers": asdict(clusters.outliers) if clusters.outliers else None,
     }
     store.put(f"{job_prefix(job_id)}clusters.json", json.dumps(described).encode())
 
@@ -70,6 +72,7 @@ def get_clusters(store: ArtifactStore, job_id: str) -> Clusters:
         coords=loaded["coords"],
         theme_of=loaded["theme_of"],
         scores=Scores(**meta["scores"]) if meta["scores"] else None,
+        outliers=OutlierReduction(**meta["outliers"]) if meta.get("outliers") else None,  # absent: written before
     )
 
 

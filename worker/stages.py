@@ -282,7 +282,15 @@ class StageRunner:
         if clusters.topic_model is not None:
             self.store.put(model_key(item.job_id), model_archive(clusters.topic_model, self.embedding_model_ref))
         labelled = params.generate_labels and len(clusters.representations) > 0
-        return self._complete(item, time.monotonic() - started, [("label", 0) if labelled else ("save", 0)])
+        then = [("label", 0) if labelled else ("save", 0)]
+        with transaction(self.factory) as session:  # done, the next item and the label plan, all or nothing
+            done = work.complete(session, item, time.monotonic() - started, then)
+            if done and labelled:  # what the job's labelling estimate counts down from
+                n_themes = int(clusters.theme_of.max()) + 1 if len(clusters.theme_of) else 0
+                jobs.plan_labels(session, item.job_id, len(clusters.representations), n_themes)
+        for stage, _chunk in then if done else ():
+            self._ring(work.QUEUE_OF[stage])
+        return done
 
     def _save(self, item: WorkItem, claim: Claim, started: float) -> bool:
         with transaction(self.factory) as session:
@@ -501,11 +509,16 @@ def job_scores(result: PipelineResult, params: JobParams) -> dict:
     """What the job page and API show to compare runs: the scores, and which assignment they describe."""
     scores = result.scores.as_dict() if result.scores else {}
     before = float((result.original_doc_topics < 0).mean()) if len(result.original_doc_topics) else 0.0
-    return scores | {
+    scores |= {
         "assignment": "reduced" if params.reduce_outliers else "original",
         "outlier_share_before_reduction": round(before, 4),
         "outliers_reassigned": int(((result.original_doc_topics < 0) & (result.doc_topics >= 0)).sum()),
     }
+    if result.outliers is not None:  # the threshold it ended at, and whether a max_outlier_share was met
+        scores["outlier_threshold"] = round(result.outliers.threshold, 4)
+        if result.outliers.target is not None:
+            scores |= {"max_outlier_share": result.outliers.target, "outlier_target_met": result.outliers.met}
+    return scores
 
 
 def record_failure(factory: sessionmaker[Session], fail: Callable[[Session, str], None], logger: logging.Logger,

@@ -1,5 +1,5 @@
-// Polls the job until it finishes, moving the progress bar and showing its worker and stages; then reloads
-// into the results.
+// Polls the job until it finishes, moving the progress bar and showing its worker, stages and labelling estimate;
+// then reloads into the results.
 (function () {
   const section = document.getElementById("progress");
   if (!section) return;
@@ -32,6 +32,9 @@
         document.getElementById("percent").textContent = Math.round(job.progress * 100);
         document.getElementById("bar").value = job.progress;
         document.getElementById("worker").textContent = job.worker || "waiting for one";
+        const labelling = document.getElementById("labelling");
+        labelling.textContent = job.labelling ? job.labelling.summary : "";  // text, never markup
+        labelling.hidden = !job.labelling;
         showStages(job.stages);
         if (job.status !== "queued" && job.status !== "running") {
           window.location.reload();

@@ -16,7 +16,7 @@ from worker.labeling.base import Labeler
 from worker.pipeline.cluster import cluster
 from worker.pipeline.embed import DEFAULT_WINDOWS, embed
 from worker.pipeline.label import Label, LabelInput, label_topics
-from worker.pipeline.outliers import reassign_outliers
+from worker.pipeline.outliers import OutlierReduction, reduce_outliers
 from worker.pipeline.progress import NO_STEPS, Progress, Steps, Ticker, no_progress
 from worker.pipeline.reduce import Check, reduce
 from worker.pipeline.represent import TopicRepresentation, represent
@@ -51,6 +51,7 @@ class PipelineResult:
     embeddings: np.ndarray  # (n, dim) float32
     scores: Scores | None = None
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    outliers: OutlierReduction | None = None  # what outlier reduction did; None when it was off
 
     @property
     def n_outliers(self) -> int:
@@ -103,6 +104,7 @@ class Clusters:
     theme_of: np.ndarray  # (n_topics,) int32, the theme of each topic; empty when too few topics to group
     scores: Scores | None
     topic_model: object | None = None  # the fitted BERTopic model (not kept in the artifact store; its export is)
+    outliers: OutlierReduction | None = None  # what outlier reduction did; None when it was off
 
 
 def cluster_stage(
@@ -127,11 +129,13 @@ def cluster_stage(
     min_samples = min(params.min_samples or default_min_samples(min_size), len(texts) - 1)
     with steps.step("hdbscan"), Ticker(progress, "clustering", 0, 1, 2, expected_s=2e-4 * len(texts)):
         _, original = cluster(reduced, min_size, min_samples)
-    clusters = original
+    clusters, reduction = original, None
     if params.reduce_outliers:
+        # A max_outlier_share lowers the default threshold as far as the target needs (JobParams refuses a
+        # target together with a threshold of the user's).
         threshold = DEFAULT_OUTLIER_THRESHOLD if params.outlier_threshold is None else params.outlier_threshold
         with steps.step("outliers"):
-            clusters = reassign_outliers(embeddings, original, threshold)
+            clusters, reduction = reduce_outliers(embeddings, original, threshold, params.max_outlier_share)
     progress("clustering", 2, 2)
 
     # BERTopic's fit has no callback (its word embeddings for KeyBERT alone take a minute at 600k documents):
@@ -152,7 +156,8 @@ def cluster_stage(
         )
     progress("representing", 10, 10)
     return Clusters(representations, doc_topics.astype(np.int32), original_doc_topics,
-                    np.asarray(coords, dtype=np.float32), np.asarray(theme_of, dtype=np.int32), scores, topic_model)
+                    np.asarray(coords, dtype=np.float32), np.asarray(theme_of, dtype=np.int32), scores, topic_model,
+                    reduction)
 
 
 def label_inputs(
@@ -177,6 +182,7 @@ def assemble(clusters: Clusters, labels: list[Label], themes: list[ThemeResult],
         coords=clusters.coords,
         embeddings=embeddings,
         timings=timings or {},
+        outliers=clusters.outliers,
     )
 
 
