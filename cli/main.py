@@ -174,8 +174,8 @@ def _user_session() -> Iterator[Session]:
 @click.option("--text-column", default=None, help="CSV: the column holding the text.")
 @click.option("--title-column", default=None, help="CSV: an optional title column.")
 @click.option("--wait", is_flag=True, help="Show a progress bar until the job ends, then the topics.")
-def submit(file: Path, name, min_topic_size, nr_topics, max_outlier_share, labels, label_language, priority, text_column,
-           title_column, wait) -> None:
+def submit(file: Path, name, min_topic_size, nr_topics, max_outlier_share, labels, label_language, priority,
+           text_column, title_column, wait) -> None:
     """Submit FILE (.txt one document per line, .csv or .jsonl) to the running service."""
     base = get_settings().base_url
     form = {"name": name or file.name, "generate_labels": str(labels).lower()}

@@ -199,8 +199,8 @@ class JobUpload(BaseModel):
     max_outlier_share: Annotated[float, Field(ge=0.0, lt=1.0)] | SkipJsonSchema[None] = Field(
         None, description="Most outliers wanted, as a share of the documents (JSON params: max_outlier_share)."
     )
-    label_language: Annotated[str, Field(min_length=2, max_length=40, pattern=LANGUAGE_NAME)] | SkipJsonSchema[None] = Field(
-        None, description="The language to write the labels in, by its name (JSON params: label_language)."
+    label_language: Annotated[str, Field(min_length=2, max_length=40, pattern=LANGUAGE_NAME)] | SkipJsonSchema[
+        None] = Field(None, description="The language to write the labels in, by its name (JSON params: label_language)."
     )
     priority: Priority = 0
     params: JobParams | SkipJsonSchema[None] = Field(
