@@ -49,6 +49,7 @@ def default_min_topic_size(n_documents: int, divisor: float = 3.0) -> int:
 
 # A language's name: words of letters (any script), joined by single spaces, hyphens or apostrophes.
 LANGUAGE_NAME = r"^[^\W\d_]+(?:[ '\-][^\W\d_]+)*$"
+LanguageName = Annotated[str, Field(min_length=2, max_length=40, pattern=LANGUAGE_NAME)]
 
 
 class JobParams(BaseModel):
@@ -79,8 +80,8 @@ class JobParams(BaseModel):
         None, description='Merge topics down to this many after clustering; "auto" lets BERTopic decide; null: keep.'
     )
     generate_labels: bool = Field(True, description="Ask the LLM for a short label per topic.")
-    label_language: str | None = Field(
-        None, min_length=2, max_length=40, pattern=LANGUAGE_NAME,
+    label_language: LanguageName | None = Field(
+        None,
         description="The language to write topic and theme labels in, by its name ('French', 'Deutsch', "
         "'Español'), whatever the documents' language; null: the LLM's choice (usually the documents'). "
         "Labels made from keywords, when the LLM gives nothing usable, stay in the documents' words.",
@@ -199,8 +200,8 @@ class JobUpload(BaseModel):
     max_outlier_share: Annotated[float, Field(ge=0.0, lt=1.0)] | SkipJsonSchema[None] = Field(
         None, description="Most outliers wanted, as a share of the documents (JSON params: max_outlier_share)."
     )
-    label_language: Annotated[str, Field(min_length=2, max_length=40, pattern=LANGUAGE_NAME)] | SkipJsonSchema[
-        None] = Field(None, description="The language to write the labels in, by its name (JSON params: label_language)."
+    label_language: LanguageName | SkipJsonSchema[None] = Field(
+        None, description="The language to write the labels in, by its name (JSON params: label_language)."
     )
     priority: Priority = 0
     params: JobParams | SkipJsonSchema[None] = Field(
