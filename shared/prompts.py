@@ -65,14 +65,18 @@ def build_messages(
     keywords: Sequence[str],
     template: str = MAIN_PROMPT,
     taken: Sequence[str] = (),
+    note: str = "",
 ) -> list[dict[str, str]]:
     """Chat messages for one topic: system, worked example (user + assistant), then this topic.
 
-    ``documents`` arrive already cut to their budget; ``taken`` lists labels other topics already have.
+    ``documents`` arrive already cut to their budget; ``taken`` lists labels other topics already have;
+    ``note`` (e.g. ``contrast_note``) is added at the end.
     """
     main = fill(template, documents, keywords)
     if taken:
         main += "\n\n" + TAKEN_NOTE.replace("[TAKEN]", ", ".join(f"'{label}'" for label in taken))
+    if note:
+        main += "\n\n" + note
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": EXAMPLE_PROMPT},
@@ -155,3 +159,16 @@ def with_keyword(label: str, keywords: Sequence[str], taken: set[str]) -> str:
 def keyword_label(keywords: Sequence[str], n: int = 4) -> str:
     """The fallback label when the LLM is off or gave nothing usable."""
     return ", ".join(keywords[:n]) if keywords else "(no keywords)"
+
+CONTRAST_NOTE = (
+    "Its label is often confused with that of another topic, labelled '[COMPETITOR]', whose documents read:\n"
+    "[COMPETITOR_DOCUMENTS]\n"
+    "Give this topic a short label that tells it apart from that other topic."
+)
+
+
+def contrast_note(competitor_label: str, competitor_documents: Sequence[str]) -> str:
+    """CONTRAST_NOTE filled in: the competing topic's label and documents (each one line, as in ``fill``)."""
+    documents = "\n".join(f"- {one_line(doc)}" for doc in competitor_documents)
+    values = {"[COMPETITOR]": one_line(competitor_label), "[COMPETITOR_DOCUMENTS]": documents}
+    return re.sub(r"\[COMPETITOR\]|\[COMPETITOR_DOCUMENTS\]", lambda match: values[match.group(0)], CONTRAST_NOTE)

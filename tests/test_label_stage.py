@@ -101,3 +101,45 @@ def test_a_theme_answered_with_one_of_its_topics_labels_is_asked_again():
     assert [t.label.text for t in themes] == ["Tabletop games", "Desktop applications"]
     retry = labeler.asked[1][0][-1]["content"]
     assert "'card games'" in retry and "Board games" in retry  # the taken label, and the theme's own topics
+
+
+def _embed_from(table):
+    import numpy as np
+
+    def embed_labels(texts):
+        rows = np.array([table[t] for t in texts], dtype=np.float32)
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+    return embed_labels
+
+
+def test_an_unfaithful_label_is_asked_again_with_its_competitor_and_kept_only_when_it_scores_better():
+    import numpy as np
+
+    from worker.pipeline.label import Label
+    from worker.pipeline.reask import reask_unfaithful
+
+    docs = np.array([[1, 0, 0], [1, 0.1, 0], [0, 1, 0], [0.1, 1, 0], [0.7, 0.1, 0.7], [0.8, 0, 0.6]], dtype=np.float32)
+    docs /= np.linalg.norm(docs, axis=1, keepdims=True)
+    doc_topics = np.array([0, 0, 1, 1, 2, 2])
+    labels = [Label("Python Libraries", "llm"), Label("Qt Framework", "llm"), Label("Pandas", "llm")]
+    table = {"Python Libraries": [1, 0, 0], "Qt Framework": [0, 1, 0], "Pandas": [0.3, 0, -1],
+             "Pandas Data Frames": [0.6, 0, 0.8], "Qt Widgets": [0, 1, 0.1]}
+    labeler = Scripted(["Pandas Data Frames"])
+    outcome = reask_unfaithful(labels, TOPICS, docs, doc_topics, [0, 1, 2], _embed_from(table), labeler,
+                               doc_budget=5)
+    (conversation,) = labeler.asked[0]
+    prompt = conversation[-1]["content"]
+    assert "labelled 'Python Libraries'" in prompt and "- numpy arrays in python numpy [cut]" in prompt
+    assert "pandas data frames" in prompt  # its own document, then the competitor's
+    assert outcome.flagged == [2] and outcome.kept == [2]
+    assert [l.text for l in outcome.labels] == ["Python Libraries", "Qt Framework", "Pandas Data Frames"]
+    assert outcome.before == 4 / 6 and outcome.after == 1.0 and outcome.scores == [1.0, 1.0, 1.0]
+
+    worse = Scripted(["Qt Widgets"])  # nearer Qt's documents than its own: not kept
+    outcome = reask_unfaithful(labels, TOPICS, docs, doc_topics, [0, 1, 2], _embed_from(table), worse, doc_budget=5)
+    assert outcome.kept == [] and outcome.labels[2].text == "Pandas" and outcome.after == outcome.before
+
+    taken = Scripted(["qt framework"])  # another topic's label: never taken
+    outcome = reask_unfaithful(labels, TOPICS, docs, doc_topics, [0, 1, 2], _embed_from(table), taken, doc_budget=5)
+    assert outcome.kept == [] and outcome.labels[2].text == "Pandas"
