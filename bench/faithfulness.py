@@ -18,10 +18,8 @@ from bench.quality import cached_embeddings
 from shared.schemas import JobParams
 from shared.settings import Settings
 from shared.storage import LocalArtifactStore
-from worker.pipeline.embed import embed
-from worker.pipeline.faithfulness import POOR, faithfulness, sample_documents
-from worker.pipeline.reask import reask_unfaithful
-from worker.pipeline.run import PipelineConfig, label_inputs, run_pipeline
+from worker.pipeline.faithfulness import POOR
+from worker.pipeline.run import PipelineConfig, run_pipeline
 
 
 def arguments() -> argparse.Namespace:
@@ -40,33 +38,30 @@ def one_corpus(corpus: str, n_docs: int, threshold: float, settings: Settings, m
                             doc_tokens=settings.llm_doc_tokens, doc_count=settings.llm_docs)
     started = time.perf_counter()
     result = run_pipeline(texts, JobParams(), models.embedder, models.labeler, config, embeddings=embeddings)
-    labelled = time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    faithful = result.faithful
     ids = [t.representation.topic for t in result.topics]
-    labels = [t.label for t in result.topics]
-    picked = sample_documents(result.doc_topics, ids)
-    embed_labels = lambda texts: embed(list(texts), models.embedder, config.embedding_batch_size)  # noqa: E731
-    plain = faithfulness(embeddings[picked], result.doc_topics[picked], ids,
-                         embed_labels([label.text for label in labels]))
     print(f"\n{corpus}: {len(texts)} documents, {len(ids)} topics (chance {1 / max(len(ids), 1):.3f}), "
-          f"pipeline {labelled:.0f} s")
+          f"pipeline {seconds:.0f} s (labelling {result.timings.get('labelling', 0):.0f} s)")
+    if faithful is None:
+        print("  not scored (no topics, or no labeler)")
+        return
+    asked = dict(zip(faithful.flagged, faithful.answers))
     for i, topic in enumerate(result.topics):
-        rival = int(plain.competitors[i])
-        print(f"  {plain.scores[i]:5.2f}  n={plain.counts[i]:<4} {topic.label.text[:50]:<52}"
-              f"{'<- ' + labels[rival].text[:40] if rival >= 0 else ''}")
-    scores = plain.scores[~np.isnan(plain.scores)]
+        before, after = faithful.scores_before[i], faithful.scores[i]
+        mark = (" kept" if i in faithful.kept else f" asked: {asked[i]!r}") if i in asked else ""
+        print(f"  {_f(before)} -> {_f(after)}  {topic.label.text[:60]}{mark}")
+    scores = np.array([s for s in faithful.scores_before if s is not None])
     quantiles = np.quantile(scores, [0.1, 0.25, 0.5, 0.75, 0.9]) if len(scores) else []
-    print("  per-topic quantiles 10/25/50/75/90%: " + " ".join(f"{q:.2f}" for q in quantiles))
-    print(f"  under {threshold}: {int((scores < threshold).sum())} of {len(scores)}")
-    started = time.perf_counter()
-    texts_by_index = dict(enumerate(texts))
-    outcome = reask_unfaithful(labels, label_inputs([t.representation for t in result.topics], texts_by_index),
-                               embeddings[picked], result.doc_topics[picked], ids, embed_labels, models.labeler,
-                               doc_budget=config.doc_tokens, doc_count=config.doc_count, threshold=threshold)
-    for i in outcome.flagged:
-        print(f"  asked again: {labels[i].text!r} -> {outcome.labels[i].text!r}"
-              f"{' (kept)' if i in outcome.kept else ' (not kept)'}")
-    print(f"  job faithfulness before {outcome.before:.3f}, after {outcome.after:.3f} "
-          f"({len(outcome.kept)} of {len(outcome.flagged)} new labels kept, {time.perf_counter() - started:.0f} s)")
+    print("  per-topic scores before, quantiles 10/25/50/75/90%: " + " ".join(f"{q:.2f}" for q in quantiles))
+    for cut in (0.3, 0.4, threshold, 0.6):
+        print(f"  under {cut}: {int((scores < cut).sum())} of {len(scores)}")
+    print(f"  job label faithfulness before {faithful.before:.3f}, after {faithful.after:.3f} "
+          f"({len(faithful.kept)} of {len(faithful.flagged)} re-asked labels kept)")
+
+
+def _f(score: float | None) -> str:
+    return " -- " if score is None else f"{score:.2f}"
 
 
 def main() -> None:

@@ -9,7 +9,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from shared import runs
-from shared.models import LabelRun, Topic
+from shared.jobs import without_faithfulness
+from shared.models import Job, LabelRun, Topic
 from shared.work import db_now
 
 ACTIVE = runs.ACTIVE
@@ -69,6 +70,9 @@ def finish_run(session: Session, run: LabelRun, labels: dict[int, tuple[str, str
     run.labels = {str(k): {"label": label, "label_source": source} for k, (label, source) in labels.items()}
     for number, (label, source) in labels.items():
         topics[number].label, topics[number].label_source = label, source
+        topics[number].faithfulness = None  # not scored: the re-label worker has no embedding model
+    job = session.get(Job, run.job_id)
+    job.scores = without_faithfulness(job.scores)
     return True
 
 

@@ -124,6 +124,9 @@ class Topic(Base):
     representations: Mapped[dict[str, list[str]]] = mapped_column(JSON)
     representative_docs: Mapped[list[int]] = mapped_column(JSON)  # document indices, most representative first
     theme: Mapped[int | None] = mapped_column(Integer)  # None when the job has too few topics for themes
+    # Share of its (sampled) documents whose nearest label is its own label; None: not scored (keyword labels,
+    # a job finished before, a re-label or a merge since).
+    faithfulness: Mapped[float | None] = mapped_column(Float)
 
     @property
     def shown_label(self) -> str:

@@ -161,14 +161,18 @@ def keyword_label(keywords: Sequence[str], n: int = 4) -> str:
     return ", ".join(keywords[:n]) if keywords else "(no keywords)"
 
 CONTRAST_NOTE = (
-    "Its label is often confused with that of another topic, labelled '[COMPETITOR]', whose documents read:\n"
+    "This topic was labelled '[OWN]', but its documents are often confused with those of another topic, "
+    "labelled '[COMPETITOR]', whose documents read:\n"
     "[COMPETITOR_DOCUMENTS]\n"
-    "Give this topic a short label that tells it apart from that other topic."
+    "Give this topic a new short label, not '[OWN]', that tells it apart from that other topic."
 )
 
 
-def contrast_note(competitor_label: str, competitor_documents: Sequence[str]) -> str:
-    """CONTRAST_NOTE filled in: the competing topic's label and documents (each one line, as in ``fill``)."""
+def contrast_note(own_label: str, competitor_label: str, competitor_documents: Sequence[str]) -> str:
+    """CONTRAST_NOTE filled in: the topic's label, the competing topic's label and its documents (each one line,
+    as in ``fill``), in one pass."""
     documents = "\n".join(f"- {one_line(doc)}" for doc in competitor_documents)
-    values = {"[COMPETITOR]": one_line(competitor_label), "[COMPETITOR_DOCUMENTS]": documents}
-    return re.sub(r"\[COMPETITOR\]|\[COMPETITOR_DOCUMENTS\]", lambda match: values[match.group(0)], CONTRAST_NOTE)
+    values = {"[OWN]": one_line(own_label), "[COMPETITOR]": one_line(competitor_label),
+              "[COMPETITOR_DOCUMENTS]": documents}
+    return re.sub(r"\[OWN\]|\[COMPETITOR\]|\[COMPETITOR_DOCUMENTS\]", lambda match: values[match.group(0)],
+                  CONTRAST_NOTE)

@@ -236,6 +236,9 @@ class WorkersPublic(BaseModel):
     workers: list[WorkerPublic]
 
 
+POOR_FAITHFULNESS = 0.5  # a topic whose label picks out less of its documents is flagged and asked again
+
+
 class TopicPublic(BaseModel):
     topic: int
     size: int
@@ -249,6 +252,10 @@ class TopicPublic(BaseModel):
     representative_docs: list[str]
     representative_doc_indices: list[int]
     theme: int | None
+    # Share of the topic's (sampled, at most 300) documents whose most similar label, among all the job's labels,
+    # is its own: how well the generated label picks out its documents (chance: 1 / the number of topics).
+    # None when not scored: keyword labels, a job finished before scores were kept, or relabelled or merged since.
+    faithfulness: float | None = None
 
 
 class ThemePublic(BaseModel):

@@ -60,12 +60,15 @@ def finish_job(sessions, job_id: str, n_docs: int, label: str = "A label") -> st
             session,
             job_id,
             topics=[
-                jobs.TopicRow(0, int((topic_ids == 0).sum()), label, "llm", ["alpha", "beta"], {"KeyBERT": ["a"], "MMR": ["b"]}, [1, 4], theme=0),
+                jobs.TopicRow(0, int((topic_ids == 0).sum()), label, "llm", ["alpha", "beta"], {"KeyBERT": ["a"], "MMR": ["b"]}, [1, 4], theme=0,
+                             faithfulness=0.8),
                 jobs.TopicRow(1, int((topic_ids == 1).sum()), "Second", "keywords", ["gamma"], {"KeyBERT": [], "MMR": []}, [2], theme=0),
             ],
             themes=[jobs.ThemeRow(0, "Everything", "llm", [0, 1], int((topic_ids >= 0).sum()))],
             scores={"outlier_share": 0.3333, "diversity": 1.0, "coherence_npmi": 0.25, "assignment": "reduced",
-                    "outlier_share_before_reduction": 0.3667, "outliers_reassigned": 1},
+                    "outlier_share_before_reduction": 0.3667, "outliers_reassigned": 1,
+                    "label_faithfulness": 0.85, "label_faithfulness_before": 0.75, "labels_flagged": 1,
+                    "labels_reasked_kept": 1},
             arrays={
                 "topic": topic_ids,
                 "topic_original": np.where(np.arange(n_docs) == n_docs - 1, -1, topic_ids).astype(np.int32),

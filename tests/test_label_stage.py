@@ -130,7 +130,8 @@ def test_an_unfaithful_label_is_asked_again_with_its_competitor_and_kept_only_wh
                                doc_budget=5)
     (conversation,) = labeler.asked[0]
     prompt = conversation[-1]["content"]
-    assert "labelled 'Python Libraries'" in prompt and "- numpy arrays in python numpy [cut]" in prompt
+    assert "This topic was labelled 'Pandas'" in prompt and "topic, labelled 'Python Libraries'" in prompt
+    assert "- numpy arrays in python numpy [cut]" in prompt  # the competitor's document
     assert "pandas data frames" in prompt  # its own document, then the competitor's
     assert outcome.flagged == [2] and outcome.kept == [2]
     assert [l.text for l in outcome.labels] == ["Python Libraries", "Qt Framework", "Pandas Data Frames"]

@@ -2,8 +2,11 @@
 
 import re
 
+from sqlalchemy import update
+
 from shared import work
 from shared.db import transaction
+from shared.models import Topic
 from tests.factories import make_finished_job, make_job
 from tests.forms import post_form
 
@@ -98,3 +101,25 @@ def test_deleting_a_queued_job_from_its_page_says_to_cancel_it_first(client, ses
     assert response.status_code == 409
     assert "cancel it first" in response.get_data(as_text=True)
     assert client.get(f"/jobs/{job_id}").status_code == 200
+
+
+def test_the_job_page_shows_label_faithfulness_per_topic_and_for_the_job(client, sessions):
+    job_id = make_finished_job(sessions)
+    with transaction(sessions) as session:  # topic 1 poorly labelled
+        session.execute(update(Topic).where(Topic.job_id == job_id, Topic.topic == 1).values(faithfulness=0.25))
+    page = client.get(f"/jobs/{job_id}").get_data(as_text=True)
+    assert "label faithfulness 0.85" in page and "(0.75\n       before 1 unfaithful labels were asked again" in page
+    assert "<th title=\"share of the topic's documents whose most similar label is its own\">Faithfulness</th>" in page
+    cells = page.split('<td class="faithfulness">')[1:]
+    assert cells[0].startswith("0.80</td>") and cells[1].startswith("0.25 <span class=\"hint poor\"")
+    topic_page = client.get(f"/jobs/{job_id}/topics/1").get_data(as_text=True)
+    assert '<strong id="faithfulness">0.25</strong>' in topic_page and "poor: the label picks out few" in topic_page
+
+
+def test_a_job_without_faithfulness_scores_shows_no_column(client, sessions):
+    job_id = make_finished_job(sessions)
+    with transaction(sessions) as session:  # as a job finished before the scores were kept
+        session.execute(update(Topic).where(Topic.job_id == job_id).values(faithfulness=None))
+    page = client.get(f"/jobs/{job_id}").get_data(as_text=True)
+    assert "Faithfulness</th>" not in page
+    assert 'id="faithfulness"' not in client.get(f"/jobs/{job_id}/topics/0").get_data(as_text=True)

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from shared import corpus, jobs, label_runs
 from shared.prompts import MAIN_PROMPT
-from shared.schemas import JobParams
+from shared.schemas import POOR_FAITHFULNESS, JobParams
 from shared.storage import map_key, model_key
 from web import auth, context, submit
 from web.api import job_or_404, job_public, remove_job, start_relabel, topics_payload
@@ -51,7 +51,7 @@ def job_page(job_id: str):
     artifacts = {"model": store.exists(model_key(job_id)), "map": store.exists(map_key(job_id, "png"))}
     return render_template(
         "job.html", job=job, public=job_public(job), results=results, themes=themes, runs=runs,
-        default_prompt=MAIN_PROMPT, artifacts=artifacts,
+        default_prompt=MAIN_PROMPT, artifacts=artifacts, poor_faithfulness=POOR_FAITHFULNESS,
     )
 
 

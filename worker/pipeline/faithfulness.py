@@ -12,9 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shared.schemas import POOR_FAITHFULNESS
+
 SAMPLE_PER_TOPIC = 300  # documents scored per topic, at most: enough for a share to +-0.06, cheap at 600k documents
 BLOCK = 4096  # documents compared with the labels at a time
-POOR = 0.5  # a topic whose label takes under half of its own documents is flagged (bench/README.md: the measurement)
+POOR = POOR_FAITHFULNESS  # chosen from bench.faithfulness's measurements (bench/README.md)
 MAX_FLAGGED_SHARE = 0.25  # at most this share of a job's topics is asked again
 
 

@@ -4,7 +4,7 @@ documents of the topic that took most of theirs in the prompt; a new label is ke
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -26,6 +26,8 @@ class FaithfulLabels:
     after: float | None  # and with these labels
     flagged: list[int]  # indices of the topics asked again
     kept: list[int]  # those of them whose new label was kept
+    answers: list[str | None] = field(default_factory=list)  # the cleaned answer of each flagged topic
+    scores_before: list[float | None] = field(default_factory=list)  # (k,) each topic's, with the labels as they came
 
 
 def reask_unfaithful(
@@ -49,9 +51,10 @@ def reask_unfaithful(
     labels = list(labels)
     vectors = np.asarray(embed_labels([label.text for label in labels]), dtype=np.float32)
     current = faithfulness(doc_embeddings, doc_topics, topic_ids, vectors)
-    before = current.job
+    before, scores_before = current.job, _scores(current)
     asked = flagged(current, threshold) if labeler is not None else []
     kept: list[int] = []
+    answered: list[str | None] = []
     if asked:
         cut: Callable[[str, int], str] = getattr(labeler, "truncate", truncate_words)
         prompts = []
@@ -59,11 +62,11 @@ def reask_unfaithful(
             rival = int(current.competitors[i])
             docs = [cut(doc, doc_budget) for doc in topics[i].documents[:doc_count]]
             rival_docs = [cut(doc, doc_budget) for doc in topics[rival].documents[:COMPETITOR_DOCS]]
-            note = contrast_note(labels[rival].text, rival_docs)
+            note = contrast_note(labels[i].text, labels[rival].text, rival_docs)
             prompts.append(build_messages(docs, topics[i].keywords, template, note=note))
         taken = {normalized(label.text) for label in labels}
-        answers = [clean_label(answer) for answer in labeler.generate(prompts)]
-        answers = [text if text and normalized(text) not in taken else None for text in answers]
+        answered = [clean_label(answer) for answer in labeler.generate(prompts)]
+        answers = [text if text and normalized(text) not in taken else None for text in answered]
         fresh = [text for text in answers if text]
         fresh_vectors = dict(zip(fresh, np.asarray(embed_labels(fresh), dtype=np.float32))) if fresh else {}
         for i, text in zip(asked, answers):
@@ -77,7 +80,7 @@ def reask_unfaithful(
                 taken.add(normalized(text))
                 labels[i], vectors, current = Label(text, "llm"), trial_vectors, trial
                 kept.append(i)
-    return FaithfulLabels(labels, _scores(current), before, current.job, asked, kept)
+    return FaithfulLabels(labels, _scores(current), before, current.job, asked, kept, answered, scores_before)
 
 
 def _scores(result: Faithfulness) -> list[float | None]:
