@@ -164,7 +164,8 @@ CONTRAST_NOTE = (
     "This topic was labelled '[OWN]', but its documents are often confused with those of another topic, "
     "labelled '[COMPETITOR]', whose documents read:\n"
     "[COMPETITOR_DOCUMENTS]\n"
-    "Give this topic a new short label, not '[OWN]', that tells it apart from that other topic."
+    "Give this topic a new short label, neither '[OWN]' nor '[COMPETITOR]', that tells it apart from that other "
+    "topic."
 )
 
 
