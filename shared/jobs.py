@@ -33,6 +33,7 @@ class TopicRow:
     theme: int | None = None
     keyword_weights: list[float] | None = None  # c-TF-IDF weight of each keyword
     faithfulness: float | None = None  # share of its documents whose nearest label is its own; None: not scored
+    provenance: dict | None = None  # prompts and raw answers behind the label, with the labeller; None: no LLM
 
 
 FAITHFULNESS_SCORES = ("label_faithfulness", "label_faithfulness_before", "labels_flagged", "labels_reasked_kept")
@@ -51,6 +52,7 @@ class ThemeRow:
     label_source: str
     topics: list[int]
     size: int
+    provenance: dict | None = None
 
 
 def create_job(

@@ -127,6 +127,7 @@ class Topic(Base):
     # Share of its (sampled) documents whose nearest label is its own label; None: not scored (keyword labels,
     # a job finished before, a re-label or a merge since).
     faithfulness: Mapped[float | None] = mapped_column(Float)
+    provenance: Mapped[dict | None] = mapped_column(JSON)  # the prompts and raw answers behind ``label`` (see Label)
 
     @property
     def shown_label(self) -> str:
@@ -149,6 +150,7 @@ class Theme(Base):
     label_source: Mapped[str] = mapped_column(String(16))
     topics: Mapped[list[int]] = mapped_column(JSON)  # topic ids, largest first
     size: Mapped[int] = mapped_column(Integer)  # documents in its topics
+    provenance: Mapped[dict | None] = mapped_column(JSON)  # the prompts and raw answers behind ``label``
 
 
 class JobArray(Base):

@@ -272,6 +272,47 @@ class ThemesPublic(BaseModel):
     themes: list[ThemePublic]
 
 
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class LabelerPublic(BaseModel):
+    backend: str  # the labeller's class, e.g. LlamaCppLabeler or TransformersLabeler
+    model: str
+    settings: dict[str, Any]  # generation settings (max_new_tokens, decoding) and the prompt's doc_tokens, doc_count
+
+
+class LabelAttempt(BaseModel):
+    reason: Literal["label taken", "unfaithful"]  # asked again: another topic had the label, or it scored poorly
+    messages: list[ChatMessage]
+    answer: str  # the raw answer
+    kept: bool  # whether its label replaced the one before
+
+
+class ProvenancePublic(BaseModel):
+    """The prompts sent and raw answers received behind a generated label (replaying ``messages`` through the
+    same model and settings gives ``answer``: decoding is greedy)."""
+
+    labeler: LabelerPublic
+    messages: list[ChatMessage]
+    answer: str
+    retries: list[LabelAttempt]
+
+
+class LabelProvenance(BaseModel):
+    topic: int | None = None  # a topic's, or
+    theme: int | None = None  # a theme's
+    label: str  # the generated label (a user's rename is not generated)
+    label_source: Literal["llm", "keywords"]
+    provenance: ProvenancePublic | None  # None: keyword labels, or a job finished before provenance was kept
+
+
+class ProvenanceExport(BaseModel):
+    topics: list[LabelProvenance]
+    themes: list[LabelProvenance]
+
+
 class TopicsPublic(BaseModel):
     topics: list[TopicPublic]
     n_outliers: int

@@ -123,3 +123,15 @@ def test_a_job_without_faithfulness_scores_shows_no_column(client, sessions):
     page = client.get(f"/jobs/{job_id}").get_data(as_text=True)
     assert "Faithfulness</th>" not in page
     assert 'id="faithfulness"' not in client.get(f"/jobs/{job_id}/topics/0").get_data(as_text=True)
+
+
+def test_the_topic_page_shows_the_labels_prompts_and_answers_collapsed_and_escaped(client, sessions):
+    job_id = make_finished_job(sessions)
+    page = client.get(f"/jobs/{job_id}/topics/0").get_data(as_text=True)
+    assert '<details class="provenance" id="provenance">' in page
+    assert "(ScriptedLabeler, scripted-0.5b)" in page and "decoding greedy" in page and "doc_tokens 40" in page
+    assert "- doc 1 &lt;b&gt;text&lt;/b&gt;" in page and "<b>text</b>" not in page
+    assert "&lt;script&gt;alert(2)&lt;/script&gt;" in page and "<script>alert(2)" not in page
+    assert "Asked again (unfaithful): its label was not kept" in page
+    assert f"/api/v1/jobs/{job_id}/provenance?download=1" in page
+    assert 'id="provenance"' not in client.get(f"/jobs/{job_id}/topics/1").get_data(as_text=True)  # keywords

@@ -151,6 +151,13 @@ def test_a_job_runs_through_its_stages_to_topics_labels_and_document_results(ses
     reasked = labeler.conversations[len(topics) : len(topics) + len(faithful.flagged)]
     assert all("are often confused with those of another topic, labelled 'Topic number" in c[-1]["content"]
                for c in reasked)
+    # Each label keeps the prompt sent and the raw answer, and its re-asks; a theme's label too.
+    for i, (t, conversation) in enumerate(zip(topics, labeler.conversations)):
+        assert t.provenance["messages"] == conversation and t.provenance["answer"].startswith('Label: "Topic number')
+        assert t.provenance["labeler"]["backend"] == "ScriptedLabeler"
+        assert [r["kept"] for r in t.provenance["retries"] if r["reason"] == "unfaithful"] == (
+            [i in kept] if i in faithful.flagged else [])
+    assert all(theme.provenance["messages"][-1]["content"].startswith("I have a broad theme") for theme in themes)
     # Each topic has its faithfulness, the job its figure before and after the re-ask.
     assert all(0 <= t.faithfulness <= 1 for t in topics)
     assert job.scores["label_faithfulness"] >= job.scores["label_faithfulness_before"] >= 0

@@ -103,7 +103,7 @@ def topic_page(job_id: str, topic: int):
     return render_template(
         "topic.html", job=job, topic=public, theme=theme, documents=documents, total=total, offset=offset,
         page=PAGE, topics=others, bars=list(zip(public.keywords, public.keyword_weights)),
-        poor_faithfulness=POOR_FAITHFULNESS,
+        poor_faithfulness=POOR_FAITHFULNESS, provenance=row.provenance,
     )
 
 

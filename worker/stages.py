@@ -493,7 +493,8 @@ def result_rows(result: PipelineResult, params: JobParams) -> dict:
     """``jobs.finish`` keyword arguments for a pipeline result."""
     return dict(
         topics=[to_row(t) for t in result.topics],
-        themes=[jobs.ThemeRow(t.theme, t.label.text, t.label.source, t.topics, t.size) for t in result.themes],
+        themes=[jobs.ThemeRow(t.theme, t.label.text, t.label.source, t.topics, t.size, t.label.provenance)
+                for t in result.themes],
         scores=job_scores(result, params),
         arrays={
             "topic": result.doc_topics.astype(np.int32),
@@ -518,6 +519,7 @@ def to_row(topic) -> jobs.TopicRow:
         theme=topic.theme,
         keyword_weights=rep.keyword_weights,
         faithfulness=topic.faithfulness,
+        provenance=topic.label.provenance,
     )
 
 

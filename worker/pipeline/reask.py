@@ -11,7 +11,7 @@ import numpy as np
 from shared.prompts import MAIN_PROMPT, build_messages, clean_label, contrast_note, normalized, truncate_words
 from worker.labeling.base import Labeler
 from worker.pipeline.faithfulness import POOR, Faithfulness, faithfulness, flagged
-from worker.pipeline.label import Label, LabelInput
+from worker.pipeline.label import Label, LabelInput, retried
 
 COMPETITOR_DOCS = 2  # documents of the competing topic shown in the prompt
 
@@ -65,12 +65,14 @@ def reask_unfaithful(
             note = contrast_note(labels[i].text, labels[rival].text, rival_docs)
             prompts.append(build_messages(docs, topics[i].keywords, template, note=note))
         taken = {normalized(label.text) for label in labels}
-        answered = [clean_label(answer) for answer in labeler.generate(prompts)]
+        raw = labeler.generate(prompts)
+        answered = [clean_label(answer) for answer in raw]
         answers = [text if text and normalized(text) not in taken else None for text in answered]
         fresh = [text for text in answers if text]
         fresh_vectors = dict(zip(fresh, np.asarray(embed_labels(fresh), dtype=np.float32))) if fresh else {}
-        for i, text in zip(asked, answers):
+        for i, text, prompt, answer in zip(asked, answers, prompts, raw):
             if not text or normalized(text) in taken:  # two re-asked topics may answer alike
+                labels[i] = retried(labels[i], "unfaithful", prompt, answer, kept=False)
                 continue
             trial_vectors = vectors.copy()
             trial_vectors[i] = fresh_vectors[text]
@@ -78,8 +80,11 @@ def reask_unfaithful(
             if trial.scores[i] > current.scores[i] and (trial.job or 0.0) >= (current.job or 0.0):
                 taken.discard(normalized(labels[i].text))
                 taken.add(normalized(text))
-                labels[i], vectors, current = Label(text, "llm"), trial_vectors, trial
+                labels[i], vectors, current = (retried(labels[i], "unfaithful", prompt, answer, True, text),
+                                               trial_vectors, trial)
                 kept.append(i)
+            else:
+                labels[i] = retried(labels[i], "unfaithful", prompt, answer, kept=False)
     return FaithfulLabels(labels, _scores(current), before, current.job, asked, kept, answered, scores_before)
 
 
