@@ -252,7 +252,7 @@ class TopicPublic(BaseModel):
     representative_docs: list[str]
     representative_doc_indices: list[int]
     theme: int | None
-    # Share of the topic's (sampled, at most 300) documents whose most similar label, among all the job's labels,
+    # Share of the topic's (sampled: at most 300, fewer past 333 topics) documents whose most similar label, among all the job's labels,
     # is its own: how well the generated label picks out its documents (chance: 1 / the number of topics).
     # None when not scored: keyword labels, a job finished before scores were kept, or relabelled or merged since.
     faithfulness: float | None = None

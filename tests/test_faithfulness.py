@@ -36,7 +36,8 @@ def test_an_unfaithful_label_scores_low_and_names_the_label_that_took_its_docume
 def test_blocks_give_the_same_nearest_labels_as_one_pass():
     rng = np.random.default_rng(0)
     docs, labels = unit(*rng.normal(size=(50, 8))), unit(*rng.normal(size=(5, 8)))
-    assert (nearest_labels(docs, labels, block=7) == nearest_labels(docs, labels)).all()
+    assert (nearest_labels(docs, labels, block=7) == np.argmax(docs @ labels.T, axis=1)).all()
+    assert (nearest_labels(docs, labels[:1]) == 0).all()
 
 
 def test_a_topic_without_documents_scores_nan_and_is_never_flagged():
@@ -58,6 +59,8 @@ def test_the_sample_takes_at_most_so_many_documents_per_topic_and_is_seeded():
     picked = sample_documents(topics, [0, 1], per_topic=20, seed=1)
     assert (np.bincount(topics[picked]) == [20, 5]).all() and (np.diff(picked) > 0).all()
     assert (picked == sample_documents(topics, [0, 1], per_topic=20, seed=1)).all()
+    many = np.repeat(np.arange(2000), 60)  # 2,000 topics: 50 a topic keeps the job to 100,000 documents
+    assert (np.bincount(many[sample_documents(many, range(2000))]) == 50).all()
 
 
 def test_with_the_real_model_faithful_labels_score_higher_than_shuffled_ones(embedder):
@@ -84,3 +87,20 @@ def test_with_the_real_model_faithful_labels_score_higher_than_shuffled_ones(emb
     faithful = faithfulness(docs, topics, range(len(names)), embed(names, embedder))
     shuffled = faithfulness(docs, topics, range(len(names)), embed(names[1:] + names[:1], embedder))
     assert faithful.job > 0.9 and shuffled.job < 0.3
+
+
+def test_replacing_one_label_at_a_time_gives_what_a_fresh_pass_gives():
+    from worker.pipeline.faithfulness import NearestLabels
+
+    rng = np.random.default_rng(3)
+    docs, labels = unit(*rng.normal(size=(300, 6))), unit(*rng.normal(size=(9, 6)))
+    nearest = NearestLabels(docs, labels, block=64)
+    for i in (4, 0, 4, 8):
+        vector = unit(rng.normal(size=6))[0]
+        trial = nearest.trial(i, vector)
+        labels[i] = vector
+        assert (trial == nearest_labels(docs, labels)).all()
+        nearest.replace(i, vector)
+        assert (nearest.best == nearest_labels(docs, labels)).all()
+        fresh = NearestLabels(docs, labels)
+        assert (nearest.second == fresh.second).all() and np.allclose(nearest.second_sim, fresh.second_sim)

@@ -10,7 +10,7 @@ import numpy as np
 
 from shared.prompts import MAIN_PROMPT, build_messages, clean_label, contrast_note, normalized, truncate_words
 from worker.labeling.base import Labeler
-from worker.pipeline.faithfulness import POOR, Faithfulness, faithfulness, flagged
+from worker.pipeline.faithfulness import POOR, Faithfulness, NearestLabels, agreement, flagged, own_topics
 from worker.pipeline.label import Label, LabelInput, retried
 
 COMPETITOR_DOCS = 2  # documents of the competing topic shown in the prompt
@@ -48,9 +48,14 @@ def reask_unfaithful(
     (n, d) unit embeddings and their topics (n,) (a sample: ``faithfulness.sample_documents``), ask the flagged
     topics again in one labeller batch, and keep a new label only where the topic's score goes up, the job's
     does not go down and no other topic of the job has it."""
-    labels = list(labels)
-    vectors = np.asarray(embed_labels([label.text for label in labels]), dtype=np.float32)
-    current = faithfulness(doc_embeddings, doc_topics, topic_ids, vectors)
+    labels, k = list(labels), len(topic_ids)
+    own = own_topics(doc_topics, topic_ids)
+    kept_docs = own >= 0
+    docs = np.asarray(doc_embeddings)
+    nearest = NearestLabels(docs if kept_docs.all() else docs[kept_docs],
+                            np.asarray(embed_labels([label.text for label in labels]), dtype=np.float32))
+    own = own[kept_docs]
+    current = agreement(nearest.best, own, k)
     before, scores_before = current.job, _scores(current)
     asked = flagged(current, threshold) if labeler is not None else []
     kept: list[int] = []
@@ -74,14 +79,12 @@ def reask_unfaithful(
             if not text or normalized(text) in taken:  # two re-asked topics may answer alike
                 labels[i] = retried(labels[i], "unfaithful", prompt, answer, kept=False)
                 continue
-            trial_vectors = vectors.copy()
-            trial_vectors[i] = fresh_vectors[text]
-            trial = faithfulness(doc_embeddings, doc_topics, topic_ids, trial_vectors)
+            trial = agreement(nearest.trial(i, fresh_vectors[text]), own, k)
             if trial.scores[i] > current.scores[i] and (trial.job or 0.0) >= (current.job or 0.0):
                 taken.discard(normalized(labels[i].text))
                 taken.add(normalized(text))
-                labels[i], vectors, current = (retried(labels[i], "unfaithful", prompt, answer, True, text),
-                                               trial_vectors, trial)
+                nearest.replace(i, fresh_vectors[text])
+                labels[i], current = retried(labels[i], "unfaithful", prompt, answer, True, text), trial
                 kept.append(i)
             else:
                 labels[i] = retried(labels[i], "unfaithful", prompt, answer, kept=False)
