@@ -65,10 +65,10 @@ def reask_unfaithful(
         prompts = []
         for i in asked:
             rival = int(current.competitors[i])
-            docs = [cut(doc, doc_budget) for doc in topics[i].documents[:doc_count]]
+            own_docs = [cut(doc, doc_budget) for doc in topics[i].documents[:doc_count]]
             rival_docs = [cut(doc, doc_budget) for doc in topics[rival].documents[:COMPETITOR_DOCS]]
             note = contrast_note(labels[i].text, labels[rival].text, rival_docs)
-            prompts.append(build_messages(docs, topics[i].keywords, template, note=note))
+            prompts.append(build_messages(own_docs, topics[i].keywords, template, note=note))
         taken = {normalized(label.text) for label in labels}
         raw = labeler.generate(prompts)
         answered = [clean_label(answer) for answer in raw]
