@@ -32,6 +32,17 @@ class TopicRow:
     representative_docs: list[int]
     theme: int | None = None
     keyword_weights: list[float] | None = None  # c-TF-IDF weight of each keyword
+    faithfulness: float | None = None  # share of its documents whose nearest label is its own; None: not scored
+    provenance: dict | None = None  # prompts and raw answers behind the label, with the labeller; None: no LLM
+
+
+FAITHFULNESS_SCORES = ("label_faithfulness", "label_faithfulness_before", "labels_flagged", "labels_reasked_kept")
+
+
+def without_faithfulness(scores: dict | None) -> dict | None:
+    """A job's scores less its label faithfulness: after a re-label or a merge (neither has the embedding model
+    to score the new labels) the figure would describe labels the job no longer has."""
+    return None if scores is None else {k: v for k, v in scores.items() if k not in FAITHFULNESS_SCORES}
 
 
 @dataclass(frozen=True)
@@ -41,6 +52,7 @@ class ThemeRow:
     label_source: str
     topics: list[int]
     size: int
+    provenance: dict | None = None
 
 
 def create_job(

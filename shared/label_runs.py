@@ -9,7 +9,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from shared import runs
-from shared.models import LabelRun, Topic
+from shared.jobs import without_faithfulness
+from shared.models import Job, LabelRun, Topic
 from shared.work import db_now
 
 ACTIVE = runs.ACTIVE
@@ -53,8 +54,10 @@ def requeue_stale_runs(session: Session, older_than: timedelta) -> list[str]:
     return runs.requeue_stale(session, LabelRun, older_than, progress=0.0)
 
 
-def finish_run(session: Session, run: LabelRun, labels: dict[int, tuple[str, str]]) -> bool:
-    """Give the job's topics the run's labels ``{topic: (label, source)}``, keeping the replaced ones on the run;
+def finish_run(session: Session, run: LabelRun, labels: dict[int, tuple[str, str]],
+               provenance: dict[int, dict | None] | None = None) -> bool:
+    """Give the job's topics the run's labels ``{topic: (label, source)}`` (``provenance``: topic -> the prompts and
+    answers behind its new label), keeping the replaced ones on the run;
     False (nothing changed) when the run is no longer running (failed, or taken over by another worker)."""
     claimed = session.execute(
         update(LabelRun)
@@ -69,6 +72,10 @@ def finish_run(session: Session, run: LabelRun, labels: dict[int, tuple[str, str
     run.labels = {str(k): {"label": label, "label_source": source} for k, (label, source) in labels.items()}
     for number, (label, source) in labels.items():
         topics[number].label, topics[number].label_source = label, source
+        topics[number].faithfulness = None  # not scored: the re-label worker has no embedding model
+        topics[number].provenance = (provenance or {}).get(number)
+    job = session.get(Job, run.job_id)
+    job.scores = without_faithfulness(job.scores)
     return True
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from shared import runs
-from shared.jobs import ThemeRow, TopicRow
+from shared.jobs import ThemeRow, TopicRow, without_faithfulness
 from shared.merge_model import TopicMerge
 from shared.models import Job, JobArray, Theme, Topic
 from shared.work import db_now
@@ -124,5 +124,6 @@ def finish(
     job.n_topics, job.n_outliers = len(topics), int(n_outliers)
     if scores is not None:
         job.scores = scores
+    job.scores = without_faithfulness(job.scores)  # the new rows are not scored either (faithfulness None)
     session.flush()
     return True

@@ -128,6 +128,10 @@ class Topic(Base):
     representations: Mapped[dict[str, list[str]]] = mapped_column(JSON)
     representative_docs: Mapped[list[int]] = mapped_column(JSON)  # document indices, most representative first
     theme: Mapped[int | None] = mapped_column(Integer)  # None when the job has too few topics for themes
+    # Share of its (sampled) documents whose nearest label is its own label; None: not scored (keyword labels,
+    # a job finished before, a re-label or a merge since).
+    faithfulness: Mapped[float | None] = mapped_column(Float)
+    provenance: Mapped[dict | None] = mapped_column(JSON)  # the prompts and raw answers behind ``label`` (see Label)
 
     @property
     def shown_label(self) -> str:
@@ -150,6 +154,7 @@ class Theme(Base):
     label_source: Mapped[str] = mapped_column(String(16))
     topics: Mapped[list[int]] = mapped_column(JSON)  # topic ids, largest first
     size: Mapped[int] = mapped_column(Integer)  # documents in its topics
+    provenance: Mapped[dict | None] = mapped_column(JSON)  # the prompts and raw answers behind ``label``
 
 
 class JobArray(Base):

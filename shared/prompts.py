@@ -68,16 +68,20 @@ def build_messages(
     keywords: Sequence[str],
     template: str = MAIN_PROMPT,
     taken: Sequence[str] = (),
+    note: str = "",
     language: str | None = None,
 ) -> list[dict[str, str]]:
     """Chat messages for one topic: system, worked example (user + assistant), then this topic.
 
     ``documents`` arrive already cut to their budget; ``taken`` lists labels other topics already have;
-    ``language`` (a language's name) is the one the label must be written in.
+    ``note`` (e.g. ``contrast_note``) is added at the end, and then ``language`` (a language's name), the one
+    the label must be written in.
     """
     main = fill(template, documents, keywords)
     if taken:
         main += "\n\n" + TAKEN_NOTE.replace("[TAKEN]", ", ".join(f"'{label}'" for label in taken))
+    if note:
+        main += "\n\n" + note
     if language:
         main += "\n\n" + LANGUAGE_NOTE.replace("[LANGUAGE]", language)
     return [
@@ -162,3 +166,21 @@ def with_keyword(label: str, keywords: Sequence[str], taken: set[str]) -> str:
 def keyword_label(keywords: Sequence[str], n: int = 4) -> str:
     """The fallback label when the LLM is off or gave nothing usable."""
     return ", ".join(keywords[:n]) if keywords else "(no keywords)"
+
+CONTRAST_NOTE = (
+    "This topic was labelled '[OWN]', but its documents are often confused with those of another topic, "
+    "labelled '[COMPETITOR]', whose documents read:\n"
+    "[COMPETITOR_DOCUMENTS]\n"
+    "Give this topic a new short label, neither '[OWN]' nor '[COMPETITOR]', that tells it apart from that other "
+    "topic."
+)
+
+
+def contrast_note(own_label: str, competitor_label: str, competitor_documents: Sequence[str]) -> str:
+    """CONTRAST_NOTE filled in: the topic's label, the competing topic's label and its documents (each one line,
+    as in ``fill``), in one pass."""
+    documents = "\n".join(f"- {one_line(doc)}" for doc in competitor_documents)
+    values = {"[OWN]": one_line(own_label), "[COMPETITOR]": one_line(competitor_label),
+              "[COMPETITOR_DOCUMENTS]": documents}
+    return re.sub(r"\[OWN\]|\[COMPETITOR\]|\[COMPETITOR_DOCUMENTS\]", lambda match: values[match.group(0)],
+                  CONTRAST_NOTE)

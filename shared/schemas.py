@@ -294,6 +294,9 @@ class WorkersPublic(BaseModel):
     workers: list[WorkerPublic]
 
 
+POOR_FAITHFULNESS = 0.5  # a topic whose label picks out less of its documents is flagged and asked again
+
+
 class TopicPublic(BaseModel):
     topic: int
     size: int
@@ -307,6 +310,10 @@ class TopicPublic(BaseModel):
     representative_docs: list[str]
     representative_doc_indices: list[int]
     theme: int | None
+    # Share of the topic's (sampled: at most 300, fewer past 333 topics) documents whose most similar label, among all the job's labels,
+    # is its own: how well the generated label picks out its documents (chance: 1 / the number of topics).
+    # None when not scored: keyword labels, a job finished before scores were kept, or relabelled or merged since.
+    faithfulness: float | None = None
 
 
 class ThemePublic(BaseModel):
@@ -321,6 +328,47 @@ class ThemePublic(BaseModel):
 
 class ThemesPublic(BaseModel):
     themes: list[ThemePublic]
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class LabelerPublic(BaseModel):
+    backend: str  # the labeller's class, e.g. LlamaCppLabeler or TransformersLabeler
+    model: str
+    settings: dict[str, Any]  # generation settings (max_new_tokens, decoding) and the prompt's doc_tokens, doc_count
+
+
+class LabelAttempt(BaseModel):
+    reason: Literal["label taken", "unfaithful"]  # asked again: another topic had the label, or it scored poorly
+    messages: list[ChatMessage]
+    answer: str  # the raw answer
+    kept: bool  # whether its label replaced the one before
+
+
+class ProvenancePublic(BaseModel):
+    """The prompts sent and raw answers received behind a generated label (replaying ``messages`` through the
+    same model and settings gives ``answer``: decoding is greedy)."""
+
+    labeler: LabelerPublic
+    messages: list[ChatMessage]
+    answer: str
+    retries: list[LabelAttempt]
+
+
+class LabelProvenance(BaseModel):
+    topic: int | None = None  # a topic's, or
+    theme: int | None = None  # a theme's
+    label: str  # the generated label (a user's rename is not generated)
+    label_source: Literal["llm", "keywords"]
+    provenance: ProvenancePublic | None  # None: keyword labels, or a job finished before provenance was kept
+
+
+class ProvenanceExport(BaseModel):
+    topics: list[LabelProvenance]
+    themes: list[LabelProvenance]
 
 
 class TopicsPublic(BaseModel):

@@ -293,6 +293,39 @@ def load_array(store: ArtifactStore, key: str) -> np.ndarray | None:
         return np.load(handle, allow_pickle=False)
 
 
+def load_rows(store: ArtifactStore, key: str, rows: np.ndarray, block: int = 8192) -> np.ndarray | None:
+    """Rows ``rows`` (m,) (sorted indices) of the 2-D .npy array under ``key``, as an (m, ...) array (None when
+    there is none), read ``block`` rows at a time in one forward pass: never the whole array in memory."""
+    try:
+        handle = store.reader(key)
+    except FileNotFoundError:
+        return None
+    rows = np.asarray(rows, dtype=np.int64)
+    with handle:
+        version = np.lib.format.read_magic(handle)
+        header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = header(handle)
+        if fortran:
+            raise ValueError(f"{key}: a Fortran-ordered array cannot be read by rows")
+        row_shape = tuple(shape[1:])
+        row_bytes = int(np.prod(row_shape, dtype=np.int64)) * dtype.itemsize
+        out = np.empty((len(rows), *row_shape), dtype=dtype)
+        filled = 0
+        for start in range(0, shape[0], block):
+            stop = min(start + block, shape[0])
+            end = int(np.searchsorted(rows, stop))
+            if end == filled:
+                handle.seek(handle.tell() + (stop - start) * row_bytes)  # no wanted row in this block
+                continue
+            data = handle.read((stop - start) * row_bytes)
+            part = np.frombuffer(data, dtype=dtype).reshape(stop - start, *row_shape)
+            out[filled:end] = part[rows[filled:end] - start]
+            filled = end
+            if filled == len(rows):
+                break
+    return out
+
+
 def array_to_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)

@@ -39,6 +39,18 @@ def make_job(sessions, texts: list[str] | None = None, params: dict | None = Non
         return job.id
 
 
+# What label_batch records for an LLM label: the labeller, the conversation sent, the raw answer, a retry.
+PROVENANCE = {
+    "labeler": {"backend": "ScriptedLabeler", "model": "scripted-0.5b",
+                "settings": {"max_new_tokens": 24, "decoding": "greedy", "doc_tokens": 40, "doc_count": 5}},
+    "messages": [{"role": "system", "content": "You label topics."},
+                 {"role": "user", "content": "Documents:\n- doc 1 <b>text</b>"}],
+    "answer": 'Sure! Label: "A label" <script>alert(2)</script>',
+    "retries": [{"reason": "unfaithful", "messages": [{"role": "user", "content": "Tell it apart from 'Second'"}],
+                 "answer": "Second", "kept": False}],
+}
+
+
 def make_finished_job(sessions, label: str = "A label", n_docs: int = 30, texts: list[str] | None = None) -> str:
     job_id = make_job(sessions, texts or [f"doc {i} text" for i in range(n_docs)])
     return finish_job(sessions, job_id, n_docs, label)
@@ -60,12 +72,15 @@ def finish_job(sessions, job_id: str, n_docs: int, label: str = "A label") -> st
             session,
             job_id,
             topics=[
-                jobs.TopicRow(0, int((topic_ids == 0).sum()), label, "llm", ["alpha", "beta"], {"KeyBERT": ["a"], "MMR": ["b"]}, [1, 4], theme=0),
+                jobs.TopicRow(0, int((topic_ids == 0).sum()), label, "llm", ["alpha", "beta"], {"KeyBERT": ["a"], "MMR": ["b"]}, [1, 4], theme=0,
+                             faithfulness=0.8, provenance=PROVENANCE),
                 jobs.TopicRow(1, int((topic_ids == 1).sum()), "Second", "keywords", ["gamma"], {"KeyBERT": [], "MMR": []}, [2], theme=0),
             ],
-            themes=[jobs.ThemeRow(0, "Everything", "llm", [0, 1], int((topic_ids >= 0).sum()))],
+            themes=[jobs.ThemeRow(0, "Everything", "llm", [0, 1], int((topic_ids >= 0).sum()), PROVENANCE)],
             scores={"outlier_share": 0.3333, "diversity": 1.0, "coherence_npmi": 0.25, "assignment": "reduced",
-                    "outlier_share_before_reduction": 0.3667, "outliers_reassigned": 1},
+                    "outlier_share_before_reduction": 0.3667, "outliers_reassigned": 1,
+                    "label_faithfulness": 0.85, "label_faithfulness_before": 0.75, "labels_flagged": 1,
+                    "labels_reasked_kept": 1},
             arrays={
                 "topic": topic_ids,
                 "topic_original": np.where(np.arange(n_docs) == n_docs - 1, -1, topic_ids).astype(np.int32),

@@ -208,6 +208,8 @@ def test_topics_and_documents_of_a_finished_job(client, sessions):
     assert first["label"] == "Cats & <dogs>" and first["size"] == 10 and first["keywords"] == ["alpha", "beta"]
     assert first["representations"] == {"KeyBERT": ["a"], "MMR": ["b"]}
     assert first["representative_docs"] == ["doc 1 text", "doc 4 text"]
+    # Label faithfulness: per topic (None where not scored) and for the job, before and after the re-ask.
+    assert [t["faithfulness"] for t in topics["topics"]] == [0.8, None]
 
     page = client.get(f"/api/v1/jobs/{job_id}/documents?offset=28&limit=5").get_json()
     assert page["total"] == 30
@@ -220,13 +222,15 @@ def test_topics_and_documents_of_a_finished_job(client, sessions):
     assert themes == {"themes": [{"theme": 0, "label": "Everything", "label_source": "llm", "topics": [0, 1], "size": 20}]}
     job = client.get(f"/api/v1/jobs/{job_id}").get_json()
     assert job["scores"]["diversity"] == 1.0 and job["scores"]["assignment"] == "reduced"
+    assert job["scores"]["label_faithfulness"] == 0.85 and job["scores"]["label_faithfulness_before"] == 0.75
 
     csv_response = client.get(f"/api/v1/jobs/{job_id}/topics.csv")
-    assert "\n1,10,Second,keywords,gamma,,," in csv_response.get_data(as_text=True)
+    assert "\n1,10,Second,keywords,gamma,,,doc 2 text," in csv_response.get_data(as_text=True).replace("\r", "")
     assert csv_response.mimetype == "text/csv"
     lines = csv_response.get_data(as_text=True).splitlines()
-    assert lines[0] == "topic,size,label,label_source,keywords,keybert,mmr,representative_docs"
+    assert lines[0] == "topic,size,label,label_source,keywords,keybert,mmr,representative_docs,faithfulness"
     assert lines[1].startswith('0,10,Cats & <dogs>,llm,"alpha, beta",a,b,')
+    assert csv_response.get_data(as_text=True).replace("\r", "").split("\n1,")[0].endswith(",0.8")
     download = client.get(f"/api/v1/jobs/{job_id}/topics?download=1")
     assert "attachment" in download.headers["Content-Disposition"]
 

@@ -105,7 +105,8 @@ def test_exports_wait_for_the_job_to_succeed_and_need_a_known_job(client, sessio
     from tests.test_api import assert_error
 
     queued = make_job(sessions)
-    for path in ("documents.csv", "documents.jsonl", "documents.parquet", "model.zip", "map.png", "map.svg"):
+    for path in ("documents.csv", "documents.jsonl", "documents.parquet", "model.zip", "map.png", "map.svg",
+                 "provenance"):
         assert_error(client.get(f"/api/v1/jobs/{queued}/{path}"), 409, "not_ready", "queued")
         assert_error(client.get(f"/api/v1/jobs/no-such-job/{path}"), 404, "not_found", "no-such-job")
     finished = make_finished_job(sessions)
@@ -239,3 +240,17 @@ def test_the_model_download_carries_renames_and_current_topics(client, settings,
     assert topics["topics"] == moved
     assert topics["custom_labels"] == ["-1_the_of", "Renamed topic", "Second"]  # -1 keeps BERTopic's own name
     assert topics["topic_sizes"] == {"-1": 11, "0": 9, "1": 10}
+
+
+def test_the_provenance_export_carries_every_labels_prompts_answers_and_labeller(client, sessions):
+    from tests.factories import PROVENANCE
+
+    job_id = make_finished_job(sessions)
+    export = client.get(f"/api/v1/jobs/{job_id}/provenance").get_json()
+    first, second = export["topics"]
+    assert (first["topic"], first["label"], first["label_source"]) == (0, "A label", "llm")
+    assert first["provenance"] == PROVENANCE  # prompts and raw answers exactly as sent and received
+    assert second["provenance"] is None and second["label_source"] == "keywords"
+    assert export["themes"][0]["theme"] == 0 and export["themes"][0]["provenance"]["labeler"]["model"] == "scripted-0.5b"
+    download = client.get(f"/api/v1/jobs/{job_id}/provenance?download=1")
+    assert f'attachment; filename="provenance-{job_id}.json"' == download.headers["Content-Disposition"]

@@ -124,3 +124,64 @@ def test_a_label_language_is_asked_for_in_every_prompt_retries_and_themes_includ
     label_topics(TOPICS, plain, doc_budget=5)
     assert not any("Write the label in" in c[-1]["content"] for c in plain.asked[0])
     assert all(isinstance(l, Label) for l in labels)
+
+
+def _embed_from(table):
+    import numpy as np
+
+    def embed_labels(texts):
+        rows = np.array([table[t] for t in texts], dtype=np.float32)
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+    return embed_labels
+
+
+def test_an_unfaithful_label_is_asked_again_with_its_competitor_and_kept_only_when_it_scores_better():
+    import numpy as np
+
+    from worker.pipeline.label import Label
+    from worker.pipeline.reask import reask_unfaithful
+
+    docs = np.array([[1, 0, 0], [1, 0.1, 0], [0, 1, 0], [0.1, 1, 0], [0.7, 0.1, 0.7], [0.8, 0, 0.6]], dtype=np.float32)
+    docs /= np.linalg.norm(docs, axis=1, keepdims=True)
+    doc_topics = np.array([0, 0, 1, 1, 2, 2])
+    labels = [Label("Python Libraries", "llm"), Label("Qt Framework", "llm"), Label("Pandas", "llm")]
+    table = {"Python Libraries": [1, 0, 0], "Qt Framework": [0, 1, 0], "Pandas": [0.3, 0, -1],
+             "Pandas Data Frames": [0.6, 0, 0.8], "Qt Widgets": [0, 1, 0.1]}
+    labeler = Scripted(["Pandas Data Frames"])
+    outcome = reask_unfaithful(labels, TOPICS, docs, doc_topics, [0, 1, 2], _embed_from(table), labeler,
+                               doc_budget=5)
+    (conversation,) = labeler.asked[0]
+    prompt = conversation[-1]["content"]
+    assert "This topic was labelled 'Pandas'" in prompt and "topic, labelled 'Python Libraries'" in prompt
+    assert "- numpy arrays in python numpy [cut]" in prompt  # the competitor's document
+    assert "pandas data frames" in prompt  # its own document, then the competitor's
+    assert outcome.flagged == [2] and outcome.kept == [2]
+    assert [l.text for l in outcome.labels] == ["Python Libraries", "Qt Framework", "Pandas Data Frames"]
+    assert outcome.before == 4 / 6 and outcome.after == 1.0 and outcome.scores == [1.0, 1.0, 1.0]
+    (retry,) = outcome.labels[2].provenance["retries"]  # the re-ask is part of the label's provenance
+    assert retry == {"reason": "unfaithful", "messages": conversation, "answer": "Pandas Data Frames", "kept": True}
+
+    worse = Scripted(["Qt Widgets"])  # nearer Qt's documents than its own: not kept
+    outcome = reask_unfaithful(labels, TOPICS, docs, doc_topics, [0, 1, 2], _embed_from(table), worse, doc_budget=5)
+    assert outcome.kept == [] and outcome.labels[2].text == "Pandas" and outcome.after == outcome.before
+    assert outcome.labels[2].provenance["retries"][0]["kept"] is False
+
+    taken = Scripted(["qt framework"])  # another topic's label: never taken
+    outcome = reask_unfaithful(labels, TOPICS, docs, doc_topics, [0, 1, 2], _embed_from(table), taken, doc_budget=5)
+    assert outcome.kept == [] and outcome.labels[2].text == "Pandas"
+
+
+def test_each_label_carries_its_prompts_raw_answers_and_labeller():
+    labeler = Scripted(["Python Libraries", "Qt Framework", "python libraries."], ["Pandas Data Frames"])
+    labels = label_topics(TOPICS, labeler, doc_budget=5, doc_count=1)
+    first = labels[0].provenance
+    assert first["labeler"] == {"backend": "Scripted", "model": "scripted",
+                                "settings": {"decoding": "greedy", "doc_tokens": 5, "doc_count": 1}}
+    assert first["messages"] == labeler.asked[0][0] and first["answer"] == "Python Libraries"
+    assert first["retries"] == []
+    third = labels[2].provenance
+    assert third["answer"] == "python libraries." and third["messages"] == labeler.asked[0][2]
+    assert third["retries"] == [{"reason": "label taken", "messages": labeler.asked[1][0],
+                                 "answer": "Pandas Data Frames", "kept": True}]
+    assert label_topics(TOPICS, None, doc_budget=5)[0].provenance is None  # keyword labels: no LLM asked

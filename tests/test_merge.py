@@ -111,6 +111,13 @@ def test_merging_two_topics_redoes_the_merged_one_and_keeps_every_other_topic(
     after = {t["topic"]: t for t in client.get(f"/api/v1/jobs/{job_id}/topics").get_json()["topics"]}
     job = client.get(f"/api/v1/jobs/{job_id}").get_json()
     assert len(after) == len(before) - 1 == job["n_topics"]
+    # Scored labels before; after the merge none is (the labels compete with one fewer): no stale figures.
+    assert all(t["faithfulness"] is not None for t in before.values())
+    assert all(t["faithfulness"] is None for t in after.values()) and "label_faithfulness" not in job["scores"]
+    provenance = {p["topic"]: p["provenance"] for p in
+                  client.get(f"/api/v1/jobs/{job_id}/provenance").get_json()["topics"]}
+    assert provenance[merged]["answer"] == f'Label: "{MERGED_LABEL}"'  # the merged topic's own prompt and answer
+    assert all(provenance[t]["answer"].startswith('Label: "Topic number') for t in after if t != merged)
     docs_after = documents_by_topic(client, job_id)
     assert docs_after[merged] == docs_before[a] | docs_before[b]
     assert after[merged]["size"] == before[a]["size"] + before[b]["size"]

@@ -12,8 +12,8 @@ import pytest
 from shared.bertopic_archive import topic_embeddings
 from shared.settings import Settings
 from shared.storage import (
-    FsspecArtifactStore, LocalArtifactStore, check_store, job_prefix, load_array, map_key, model_key, open_store, save_array,
-    save_array_parts,
+    FsspecArtifactStore, LocalArtifactStore, check_store, job_prefix, load_array, load_rows, map_key, model_key, open_store,
+    save_array, save_array_parts,
 )
 from tests.conftest import read_corpus
 from tests.factories import make_job
@@ -160,6 +160,15 @@ def test_an_array_is_read_into_place_without_a_second_copy(store):
     # The array plus a few read blocks (5 MiB here: s3fs holds the last block while the next one arrives, and
     # the HTTP client joins its pieces); reading the bytes and then parsing them would hold the array twice.
     assert peak < vectors.nbytes + 4 * PART < 2 * vectors.nbytes, (peak / MiB, vectors.nbytes / MiB)
+
+
+def test_chosen_rows_of_an_array_are_read_in_one_pass_by_blocks(store):
+    array = np.arange(50 * 3, dtype=np.float32).reshape(50, 3)
+    save_array(store, "embeddings/rows.npy", array)
+    rows = np.array([0, 4, 5, 17, 31, 49])
+    assert (load_rows(store, "embeddings/rows.npy", rows, block=8) == array[rows]).all()
+    assert load_rows(store, "embeddings/rows.npy", np.array([], dtype=int)).shape == (0, 3)
+    assert load_rows(store, "embeddings/missing.npy", rows) is None
 
 
 def test_settings_choose_the_store_the_web_and_the_workers_share(tmp_path, s3, bucket, monkeypatch):

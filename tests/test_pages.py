@@ -6,7 +6,7 @@ from sqlalchemy import update
 
 from shared import work
 from shared.db import transaction
-from shared.models import Job
+from shared.models import Job, Topic
 from tests.factories import make_finished_job, make_job
 from tests.forms import post_form
 
@@ -135,3 +135,37 @@ def test_deleting_a_queued_job_from_its_page_says_to_cancel_it_first(client, ses
     assert response.status_code == 409
     assert "cancel it first" in response.get_data(as_text=True)
     assert client.get(f"/jobs/{job_id}").status_code == 200
+
+
+def test_the_job_page_shows_label_faithfulness_per_topic_and_for_the_job(client, sessions):
+    job_id = make_finished_job(sessions)
+    with transaction(sessions) as session:  # topic 1 poorly labelled
+        session.execute(update(Topic).where(Topic.job_id == job_id, Topic.topic == 1).values(faithfulness=0.25))
+    page = client.get(f"/jobs/{job_id}").get_data(as_text=True)
+    assert "label faithfulness 0.85" in page and "(0.75\n       before 1 unfaithful labels were asked again" in page
+    assert "<th title=\"share of the topic's documents whose most similar label is its own\">Faithfulness</th>" in page
+    cells = page.split('<td class="faithfulness">')[1:]
+    assert cells[0].startswith("0.80</td>") and cells[1].startswith("0.25 <span class=\"hint poor\"")
+    topic_page = client.get(f"/jobs/{job_id}/topics/1").get_data(as_text=True)
+    assert '<strong id="faithfulness">0.25</strong>' in topic_page and "poor: the label picks out few" in topic_page
+
+
+def test_a_job_without_faithfulness_scores_shows_no_column(client, sessions):
+    job_id = make_finished_job(sessions)
+    with transaction(sessions) as session:  # as a job finished before the scores were kept
+        session.execute(update(Topic).where(Topic.job_id == job_id).values(faithfulness=None))
+    page = client.get(f"/jobs/{job_id}").get_data(as_text=True)
+    assert "Faithfulness</th>" not in page
+    assert 'id="faithfulness"' not in client.get(f"/jobs/{job_id}/topics/0").get_data(as_text=True)
+
+
+def test_the_topic_page_shows_the_labels_prompts_and_answers_collapsed_and_escaped(client, sessions):
+    job_id = make_finished_job(sessions)
+    page = client.get(f"/jobs/{job_id}/topics/0").get_data(as_text=True)
+    assert '<details class="provenance" id="provenance">' in page
+    assert "(ScriptedLabeler, scripted-0.5b)" in page and "decoding greedy" in page and "doc_tokens 40" in page
+    assert "- doc 1 &lt;b&gt;text&lt;/b&gt;" in page and "<b>text</b>" not in page
+    assert "&lt;script&gt;alert(2)&lt;/script&gt;" in page and "<script>alert(2)" not in page
+    assert "Asked again (unfaithful): its label was not kept" in page
+    assert f"/api/v1/jobs/{job_id}/provenance?download=1" in page
+    assert 'id="provenance"' not in client.get(f"/jobs/{job_id}/topics/1").get_data(as_text=True)  # keywords

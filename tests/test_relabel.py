@@ -43,6 +43,14 @@ def test_relabel_is_queued_and_replaces_labels_keeping_the_old_ones(client, sett
 
     topics = client.get(f"/api/v1/jobs/{job_id}/topics").get_json()["topics"]
     assert [(t["label"], t["label_source"]) for t in topics] == [("New label 0", "llm"), ("New label 1", "llm")]
+    # The new labels are not scored (the re-label worker has no embedding model): no stale figure is shown.
+    assert [t["faithfulness"] for t in topics] == [None, None]
+    # The new labels' prompts and answers replace the old ones'.
+    provenance = client.get(f"/api/v1/jobs/{job_id}/provenance").get_json()["topics"]
+    assert provenance[0]["provenance"]["messages"] == labeler.asked[0]
+    assert provenance[0]["provenance"]["answer"] == "New label 0" and provenance[0]["label"] == "New label 0"
+    scores = client.get(f"/api/v1/jobs/{job_id}").get_json()["scores"]
+    assert "label_faithfulness" not in scores and scores["diversity"] == 1.0
     history = client.get(f"/api/v1/jobs/{job_id}/labels").get_json()["runs"]
     assert history[0]["status"] == "succeeded"
     assert history[0]["previous_labels"] == {

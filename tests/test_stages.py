@@ -16,6 +16,7 @@ from shared.models import WorkItem
 from shared.storage import LocalArtifactStore, map_key, model_key
 from tests.conftest import read_corpus
 from tests.factories import make_job
+from worker import artifacts
 from worker.assigner import AssignRunner
 from worker.pipeline.run import PipelineConfig
 from worker.stages import USER_SAFE_ERROR, Chunking, StageRunner
@@ -150,13 +151,33 @@ def test_a_job_runs_through_its_stages_to_topics_labels_and_document_results(ses
     assert agree >= 0.8 * len(topics), (answered.topics, [t.topic for t in topics])
     assert all(0 < s <= 1 for s in answered.similarities)
 
-    # Labels: cleaned LLM answers, numbered in the order asked, over several label chunks.
-    assert [t.label for t in topics] == [f"Topic number {i}" for i in range(len(topics))]
+    # Labels: cleaned LLM answers, numbered in the order asked, over several label chunks; the unfaithful
+    # ones were asked again (at most a quarter), with their competitor's label in the prompt.
+    faithful = artifacts.get_faithful(store, job_id)
+    kept = set(faithful.kept)
+    assert len(faithful.flagged) <= max(1, len(topics) // 4) and kept <= set(faithful.flagged)
+    assert [t.label for i, t in enumerate(topics) if i not in kept] == [
+        f"Topic number {i}" for i in range(len(topics)) if i not in kept]
+    reasked = labeler.conversations[len(topics) : len(topics) + len(faithful.flagged)]
+    assert all("are often confused with those of another topic, labelled 'Topic number" in c[-1]["content"]
+               for c in reasked)
+    # Each label keeps the prompt sent and the raw answer, and its re-asks; a theme's label too.
+    for i, (t, conversation) in enumerate(zip(topics, labeler.conversations)):
+        assert t.provenance["messages"] == conversation and t.provenance["answer"].startswith('Label: "Topic number')
+        assert t.provenance["labeler"]["backend"] == "ScriptedLabeler"
+        assert [r["kept"] for r in t.provenance["retries"] if r["reason"] == "unfaithful"] == (
+            [i in kept] if i in faithful.flagged else [])
+    assert all(theme.provenance["messages"][-1]["content"].startswith("I have a broad theme") for theme in themes)
+    # Each topic has its faithfulness, the job its figure before and after the re-ask.
+    assert all(0 <= t.faithfulness <= 1 for t in topics)
+    assert job.scores["label_faithfulness"] >= job.scores["label_faithfulness_before"] >= 0
+    assert job.scores["labels_flagged"] == len(faithful.flagged)
     # Each prompt carried that topic's keywords.
     assert all(", ".join(t.keywords) in c[-1]["content"] for t, c in zip(topics, labeler.conversations))
-    # The plan it ran: three embedding chunks of 60, clustering, label chunks of 4 topics and the themes, saving.
+    # The plan it ran: three embedding chunks of 60, clustering, label chunks of 4 topics, then faithfulness
+    # and the themes, saving.
     plan = items_of(sessions, job_id)
-    n_label = -(-len(topics) // 4) + (1 if themes else 0)
+    n_label = -(-len(topics) // 4) + 1
     assert plan == ([("embed", c, "done") for c in range(3)] + [("cluster", 0, "done")]
                     + [("label", c, "done") for c in range(n_label)] + [("save", 0, "done")])
     with sessions() as session:

@@ -223,6 +223,7 @@ def topic_public(row, texts: dict[int, str]) -> TopicPublic:
         representative_docs=[texts[i] for i in row.representative_docs],
         representative_doc_indices=row.representative_docs,
         theme=row.theme,
+        faithfulness=row.faithfulness,
     )
 
 
@@ -240,7 +241,8 @@ def get_topics_csv(job_id: str):
     payload = topics_payload(job_id)
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["topic", "size", "label", "label_source", "keywords", "keybert", "mmr", "representative_docs"])
+    writer.writerow(["topic", "size", "label", "label_source", "keywords", "keybert", "mmr", "representative_docs",
+                     "faithfulness"])
     for t in payload.topics:
         writer.writerow(
             [spreadsheet_safe(cell) for cell in [
@@ -252,6 +254,7 @@ def get_topics_csv(job_id: str):
                 ", ".join(t.representations.get("KeyBERT", [])),
                 ", ".join(t.representations.get("MMR", [])),
                 "\n---\n".join(t.representative_docs[:3]),
+                "" if t.faithfulness is None else t.faithfulness,
             ]]
         )
     return Response(

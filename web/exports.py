@@ -1,5 +1,6 @@
 """Downloads of a succeeded job: its documents with their topics (CSV, JSON lines, Parquet), streamed page by
-page so memory stays flat however large the job, its BERTopic model archive, and its static map."""
+page so memory stays flat however large the job, its BERTopic model archive, its static map, and the prompts and
+answers behind its labels."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import jobs
 from shared.models import Document
 from shared.sanitize import spreadsheet_safe
+from shared.schemas import LabelProvenance, ProvenanceExport
 from shared.storage import map_key, model_key
 from web import context
 from web.api import API, succeeded_job_or_409
@@ -216,6 +218,24 @@ def map_image(job_id: str, ext: str):
     response.headers["Cache-Control"] = "no-cache"  # re-rendered after edits: revalidate, by its ETag
     response.add_etag()
     return response.make_conditional(request)
+
+
+@bp.get(f"{API}/jobs/<job_id>/provenance")
+def provenance_export(job_id: str):
+    """Every generated topic and theme label with the prompts sent, the raw answers received and the labeller
+    (backend, model, settings) that gave them; an attachment with ``download=1``."""
+    succeeded_job_or_409(job_id, "label provenance")
+    session = context.db()
+    export = ProvenanceExport(
+        topics=[LabelProvenance(topic=t.topic, label=t.label, label_source=t.label_source, provenance=t.provenance)
+                for t in jobs.topics_of(session, job_id)],
+        themes=[LabelProvenance(theme=t.theme, label=t.label, label_source=t.label_source, provenance=t.provenance)
+                for t in jobs.themes_of(session, job_id)],
+    )
+    response = jsonify(export.model_dump(mode="json", exclude_none=False))
+    if request.args.get("download", "") not in ("", "0", "false"):
+        response.headers.update(_disposition("attachment", f"provenance-{job_id}.json"))
+    return response
 
 
 def _disposition(kind: str, filename: str) -> dict[str, str]:

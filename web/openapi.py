@@ -35,6 +35,7 @@ from shared.schemas import (
     LabelRunsPublic,
     MapDocumentPublic,
     MapPublic,
+    ProvenanceExport,
     RelabelCreate,
     SearchIndicesPublic,
     SearchResultsPublic,
@@ -196,6 +197,9 @@ OPERATIONS: dict[str, Operation] = {
     ),
     "exports.model_archive": Operation("The fitted BERTopic model (safetensors) as a zip",
                                        {200: Media("application/zip")}, SUCCEEDED),
+    "exports.provenance_export": Operation(
+        "The prompts and raw answers behind every topic and theme label, with the labeller", {200: ProvenanceExport},
+        SUCCEEDED, query=(DOWNLOAD,)),
     "exports.map_image": Operation("The static map", {200: Media(MAP_TYPES), 304: None}, SUCCEEDED,
                                    query=(DOWNLOAD,)),
     "maps.map_metadata": Operation("The map's topics, themes and bounds", {200: MapPublic}, SUCCEEDED),

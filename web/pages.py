@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from shared import corpus, jobs, label_runs
 from shared.prompts import MAIN_PROMPT
-from shared.schemas import DEFAULT_OUTLIER_THRESHOLD, JobParams
+from shared.schemas import DEFAULT_OUTLIER_THRESHOLD, POOR_FAITHFULNESS, JobParams
 from shared.storage import map_key, model_key
 from web import auth, context, submit
 from web.api import job_or_404, job_public, remove_job, start_relabel, topics_payload
@@ -52,6 +52,7 @@ def job_page(job_id: str):
     return render_template(
         "job.html", job=job, public=job_public(job), results=results, themes=themes, runs=runs,
         default_prompt=MAIN_PROMPT, artifacts=artifacts, default_threshold=DEFAULT_OUTLIER_THRESHOLD,
+        poor_faithfulness=POOR_FAITHFULNESS,
     )
 
 

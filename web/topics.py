@@ -7,7 +7,7 @@ from flask import Blueprint, jsonify, redirect, render_template, request, url_fo
 from shared import edits, jobs
 from shared.documents import documents_at
 from shared.models import Topic
-from shared.schemas import MAX_ID, DocumentMove, TopicRename
+from shared.schemas import MAX_ID, POOR_FAITHFULNESS, DocumentMove, TopicRename
 from web import context
 from web.api import API, _int_arg, json_object, succeeded_job_or_409, topic_public
 from web.errors import ApiError
@@ -103,6 +103,7 @@ def topic_page(job_id: str, topic: int):
     return render_template(
         "topic.html", job=job, topic=public, theme=theme, documents=documents, total=total, offset=offset,
         page=PAGE, topics=others, bars=list(zip(public.keywords, public.keyword_weights)),
+        poor_faithfulness=POOR_FAITHFULNESS, provenance=row.provenance,
     )
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from shared.storage import ArtifactStore, array_from_bytes, array_to_bytes, job_prefix
 from worker.pipeline.label import Label
 from worker.pipeline.outliers import OutlierReduction
+from worker.pipeline.reask import FaithfulLabels
 from worker.pipeline.represent import TopicRepresentation
 from worker.pipeline.run import Clusters, ThemeResult
 from worker.pipeline.scores import Scores
@@ -104,3 +105,16 @@ def get_themes(store: ArtifactStore, job_id: str) -> list[ThemeResult]:
     if data is None:
         return []
     return [ThemeResult(t["theme"], Label(**t["label"]), t["topics"], t["size"]) for t in json.loads(data)]
+
+
+def put_faithful(store: ArtifactStore, job_id: str, faithful: FaithfulLabels) -> None:
+    store.put(f"{job_prefix(job_id)}faithfulness.json", json.dumps(asdict(faithful)).encode())
+
+
+def get_faithful(store: ArtifactStore, job_id: str) -> FaithfulLabels | None:
+    """The job's labels after the faithfulness step, with their scores; None when the step did not score them."""
+    data = store.get(f"{job_prefix(job_id)}faithfulness.json")
+    if data is None:
+        return None
+    stored = json.loads(data)
+    return FaithfulLabels(**(stored | {"labels": [Label(**label) for label in stored["labels"]]}))

@@ -141,8 +141,8 @@ def _read(session: Session, merge) -> _Read:
         doc_topics=jobs.load_array(session, job.id, "topic").copy(),
         original=None if (o := jobs.load_array(session, job.id, "topic_original")) is None else o.copy(),
         coords=None if x is None or y is None else np.column_stack([x, y]).astype(np.float32),
-        states=[TopicState(t.topic, t.label, t.label_source, t.custom_label, t.theme) for t in topics],
-        themes=[jobs.ThemeRow(t.theme, t.label, t.label_source, list(t.topics), t.size)
+        states=[TopicState(t.topic, t.label, t.label_source, t.custom_label, t.theme, t.provenance) for t in topics],
+        themes=[jobs.ThemeRow(t.theme, t.label, t.label_source, list(t.topics), t.size, t.provenance)
                 for t in jobs.themes_of(session, job.id)],
         scores=dict(job.scores) if job.scores else None,
         template=next((r.prompt for r in label_runs.runs_of(session, job.id) if r.status == "succeeded"), None)
@@ -156,19 +156,19 @@ def _rows(read: _Read, result: MergeResult, label: Label
     rows, custom = [], {}
     for rep in result.representations:
         if rep.topic == result.merged:
-            text, source, theme = label.text, label.source, result.merged_theme
+            text, source, theme, provenance = label.text, label.source, result.merged_theme, label.provenance
         else:
             state = result.kept[rep.topic]
-            text, source, theme = state.label, state.label_source, state.theme
+            text, source, theme, provenance = state.label, state.label_source, state.theme, state.provenance
             if state.custom_label:
                 custom[rep.topic] = state.custom_label
         rows.append(jobs.TopicRow(
             topic=rep.topic, size=rep.size, label=text, label_source=source, keywords=rep.keywords,
             representations=rep.representations, representative_docs=rep.representative_docs, theme=theme,
-            keyword_weights=rep.keyword_weights,
+            keyword_weights=rep.keyword_weights, provenance=provenance,
         ))
     grouped = regroup_themes([t.theme for t in read.themes], {r.topic: r.theme for r in rows},
                              {r.topic: r.size for r in rows})
-    themes = [jobs.ThemeRow(t.theme, t.label, t.label_source, *grouped[t.theme]) for t in read.themes
+    themes = [jobs.ThemeRow(t.theme, t.label, t.label_source, *grouped[t.theme], t.provenance) for t in read.themes
               if t.theme in grouped]
     return rows, custom, themes

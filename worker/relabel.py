@@ -51,7 +51,8 @@ class RelabelRunner:
                                   log, f"re-label run {run_id} failed")
         with transaction(self.factory) as session:
             run = label_runs.get_run(session, run_id)
-            finished = label_runs.finish_run(session, run, {n: (l.text, l.source) for n, l in zip(numbers, labels)})
+            finished = label_runs.finish_run(session, run, {n: (l.text, l.source) for n, l in zip(numbers, labels)},
+                                             {n: l.provenance for n, l in zip(numbers, labels)})
         return "succeeded" if finished else "skipped"
 
     def _reporter(self, run_id: str, interval: float = 0.5):

@@ -27,15 +27,19 @@ from shared import jobs, work
 from shared.db import transaction
 from shared.models import WorkItem
 from shared.schemas import JobParams
-from shared.storage import ArtifactStore, load_array, map_key, model_key, save_array
+from shared.storage import ArtifactStore, load_array, load_rows, map_key, model_key, save_array
 from worker import artifacts
 from worker.heartbeat import Heartbeat
 from worker.pipeline.embed import embed
 from worker.pipeline.export import model_archive
+from worker.pipeline.faithfulness import sample_documents
 from worker.pipeline.label import LabelInput, LabelRequest, label_batch, label_topics
 from worker.pipeline.progress import overall
+from worker.pipeline.reask import FaithfulLabels
 from worker.pipeline.static_map import render_map
-from worker.pipeline.run import Clusters, PipelineConfig, PipelineResult, assemble, cluster_stage, label_inputs, label_themes
+from worker.pipeline.run import (
+    Clusters, PipelineConfig, PipelineResult, assemble, cluster_stage, faithful_labels, label_inputs, label_themes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -297,13 +301,15 @@ class StageRunner:
             params = JobParams.model_validate(jobs.get_job(session, item.job_id).params)
         Progress(self.factory, claim, item.job_id)("saving", 0, 1)
         clusters = artifacts.get_clusters(self.store, item.job_id)
+        faithful = None
         if params.generate_labels:
             labels = artifacts.get_labels(self.store, item.job_id, self._label_chunks(clusters))
             themes = artifacts.get_themes(self.store, item.job_id)
-        else:  # keyword labels, which need no LLM
+            faithful = artifacts.get_faithful(self.store, item.job_id)
+        else:  # keyword labels, which need no LLM (and are not scored: that would need the embedding model)
             labels = label_topics([LabelInput(r.keywords, []) for r in clusters.representations], None, doc_budget=0)
             themes = label_themes(clusters.representations, labels, clusters.theme_of, None, lambda *_: None)
-        result = assemble(clusters, labels, themes, np.zeros((0, 0), dtype=np.float32))
+        result = assemble(clusters, labels, themes, np.zeros((0, 0), dtype=np.float32), faithful=faithful)
         self._static_maps(item.job_id, result)
         with transaction(self.factory) as session:
             if not work.complete(session, item, time.monotonic() - started):
@@ -327,7 +333,8 @@ class StageRunner:
         return math.ceil(len(clusters.representations) / self.chunking.label_topics)
 
     def _label(self, items: list[WorkItem], claim: Claim) -> list[str]:
-        """Topic-label chunks of several jobs in one labeller batch; a theme chunk (the last of a job) alone."""
+        """Topic-label chunks of several jobs in one labeller batch; a job's last label item (faithfulness, then
+        themes) alone."""
         outcomes, batch = [], []
         for item in items:
             what = f"job {item.job_id} label {item.chunk}"
@@ -372,9 +379,7 @@ class StageRunner:
         share = (time.monotonic() - batch_started) / len(batch)
         for (item, clusters, chunks, _request), labels in zip(batch, results):
             artifacts.put_labels(self.store, item.job_id, item.chunk, labels)
-            last = item.chunk == chunks - 1
-            then = ("save", 0) if last and not len(clusters.theme_of) else ("label", item.chunk + 1)
-            done = self._complete(item, share, [then])
+            done = self._complete(item, share, [("label", item.chunk + 1)])  # after the last: faithfulness
             outcomes.append(f"job {item.job_id} label {item.chunk}: {'done' if done else 'superseded'}")
         return outcomes
 
@@ -397,17 +402,42 @@ class StageRunner:
         )
 
     def _themes(self, item: WorkItem, claim: Claim, clusters: Clusters, chunks: int, started: float) -> str:
+        """The job's last label item: its labels' faithfulness (unfaithful ones asked again), then its themes."""
         labels = artifacts.get_labels(self.store, item.job_id, chunks)
         progress = Progress(self.factory, claim, item.job_id)
         n_topics = len(labels)
-        steps = n_topics + int(clusters.theme_of.max()) + 1
+        steps = n_topics + (int(clusters.theme_of.max()) + 1 if len(clusters.theme_of) else 0)
+        progress("labelling", n_topics, steps)
         with transaction(self.factory) as session:
             language = _label_language(session, item.job_id)
+        faithful = self._faithfulness(item.job_id, clusters, labels, language)
+        if faithful is not None:
+            artifacts.put_faithful(self.store, item.job_id, faithful)
+            labels = faithful.labels
+            claim.check(item.job_id)
         themes = label_themes(clusters.representations, labels, clusters.theme_of, self.labeler(),
                               progress=lambda stage, done, _total: progress(stage, n_topics + done, steps),
                               language=language)
         artifacts.put_themes(self.store, item.job_id, themes)
         return "done" if self._complete(item, time.monotonic() - started, [("save", 0)]) else "superseded"
+
+    def _faithfulness(self, job_id: str, clusters: Clusters, labels: list,
+                      language: str | None = None) -> FaithfulLabels | None:
+        """The labels scored on a sample of the job's documents, read from its embeddings by rows; None (logged,
+        the job goes on unscored) when its embeddings are no longer in the store."""
+        ids = [r.topic for r in clusters.representations]
+        picked = sample_documents(clusters.doc_topics, ids, seed=self.config.seed)
+        with transaction(self.factory) as session:
+            key = jobs.get_job(session, job_id).embedding_key
+            texts = jobs.document_texts(session, job_id, (i for r in clusters.representations
+                                                          for i in r.representative_docs))
+        vectors = load_rows(self.store, key, picked) if key else None
+        if vectors is None:
+            log.warning("job %s: its embeddings are gone from the store; its labels are not scored", job_id)
+            return None
+        return faithful_labels(labels, label_inputs(clusters.representations, texts), vectors,
+                               clusters.doc_topics[picked], ids, self.embedder(), self.labeler(), self.config,
+                               language=language)
 
     # -- endings ----------------------------------------------------------------------------------------
 
@@ -478,7 +508,8 @@ def result_rows(result: PipelineResult, params: JobParams) -> dict:
     """``jobs.finish`` keyword arguments for a pipeline result."""
     return dict(
         topics=[to_row(t) for t in result.topics],
-        themes=[jobs.ThemeRow(t.theme, t.label.text, t.label.source, t.topics, t.size) for t in result.themes],
+        themes=[jobs.ThemeRow(t.theme, t.label.text, t.label.source, t.topics, t.size, t.label.provenance)
+                for t in result.themes],
         scores=job_scores(result, params),
         arrays={
             "topic": result.doc_topics.astype(np.int32),
@@ -502,6 +533,8 @@ def to_row(topic) -> jobs.TopicRow:
         representative_docs=rep.representative_docs,
         theme=topic.theme,
         keyword_weights=rep.keyword_weights,
+        faithfulness=topic.faithfulness,
+        provenance=topic.label.provenance,
     )
 
 
@@ -509,6 +542,13 @@ def job_scores(result: PipelineResult, params: JobParams) -> dict:
     """What the job page and API show to compare runs: the scores, and which assignment they describe."""
     scores = result.scores.as_dict() if result.scores else {}
     before = float((result.original_doc_topics < 0).mean()) if len(result.original_doc_topics) else 0.0
+    if result.faithful is not None and result.faithful.after is not None:
+        scores |= {
+            "label_faithfulness": round(result.faithful.after, 4),
+            "label_faithfulness_before": round(result.faithful.before, 4),
+            "labels_flagged": len(result.faithful.flagged),
+            "labels_reasked_kept": len(result.faithful.kept),
+        }
     scores |= {
         "assignment": "reduced" if params.reduce_outliers else "original",
         "outlier_share_before_reduction": round(before, 4),

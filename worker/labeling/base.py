@@ -25,6 +25,15 @@ class Labeler(Protocol):
     def truncate(self, text: str, max_tokens: int) -> str: ...
 
 
+def describe(labeler: Labeler) -> dict:
+    """What produced a label, stored with it: the backend (its class), the model and its generation settings
+    (greedy decoding in every backend, so the same prompt gives the same answer)."""
+    settings = {name: getattr(labeler, name) for name in ("max_new_tokens", "batch_size", "reuse_prefix")
+                if isinstance(getattr(labeler, name, None), (int, float, str, bool))}
+    return {"backend": type(labeler).__name__, "model": str(getattr(labeler, "name", "")),
+            "settings": settings | {"decoding": "greedy"}}
+
+
 def label_line_done(answer: str) -> bool:
     """True once an answer holds a usable label line followed by a newline: generation can stop there.
 

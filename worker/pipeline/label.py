@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from shared.prompts import MAIN_PROMPT, build_messages, clean_label, keyword_label, normalized, truncate_words, with_keyword
-from worker.labeling.base import Labeler
+from worker.labeling.base import Labeler, describe
 from worker.pipeline.progress import Progress, no_progress
 
 
@@ -20,6 +20,28 @@ class LabelInput:
 class Label:
     text: str
     source: str  # "llm", or "keywords" when the LLM was off or gave nothing usable
+    # How the LLM came to it (None without an LLM): {"labeler": describe(...), "messages": the conversation sent,
+    # "answer": the raw answer, "retries": [{"reason", "messages", "answer", "kept"}, ...]}
+    provenance: dict | None = None
+
+
+def asked(labeler: Labeler, messages: list[dict[str, str]], answer: str, doc_budget: int,
+          doc_count: int | None) -> dict:
+    """A label's provenance after its first prompt: the labeller, its settings, the conversation and the answer."""
+    who = describe(labeler)
+    who["settings"] = who["settings"] | {"doc_tokens": doc_budget, "doc_count": doc_count}
+    return {"labeler": who, "messages": messages, "answer": answer, "retries": []}
+
+
+def retried(label: Label, reason: str, messages: list[dict[str, str]], answer: str, kept: bool,
+            text: str | None = None, source: str = "llm") -> Label:
+    """``label`` with one more prompt and answer in its provenance; with ``text`` (kept) the new label."""
+    provenance = dict(label.provenance or {"retries": []})
+    provenance["retries"] = [*provenance.get("retries", []),
+                             {"reason": reason, "messages": messages, "answer": answer, "kept": kept}]
+    if kept and text is not None:
+        return Label(text, source, provenance)
+    return replace(label, provenance=provenance)
 
 
 @dataclass(frozen=True)
@@ -74,12 +96,12 @@ def label_batch(
             if start < done <= start + len(r.topics):  # this job's topics are the ones being answered
                 r.progress("labelling", done - start, len(r.topics))
 
-    answers = labeler.generate(
-        [build_messages(d, t.keywords, r.template, language=r.language)
-         for r, ds in zip(requests, docs) for d, t in zip(ds, r.topics)],
-        on_progress=on_progress,
-    )
-    labels = [[_label(answers[start + i], t) for i, t in enumerate(r.topics)] for r, start in zip(requests, starts)]
+    prompts = [build_messages(d, t.keywords, r.template, language=r.language)
+               for r, ds in zip(requests, docs) for d, t in zip(ds, r.topics)]
+    answers = labeler.generate(prompts, on_progress=on_progress)
+    labels = [[replace(_label(answers[start + i], t),
+                       provenance=asked(labeler, prompts[start + i], answers[start + i], doc_budget, doc_count))
+               for i, t in enumerate(r.topics)] for r, start in zip(requests, starts)]
 
     # Topics whose label an earlier topic of the same job has: asked once more, all jobs in one batch.
     retry_of: list[tuple[int, int]] = []
@@ -93,10 +115,11 @@ def label_batch(
                                                 language=r.language))
     if retry_prompts:
         used = [{normalized(label.text) for label in [*r.earlier, *labels[k]]} for k, r in enumerate(requests)]
-        for (k, i), answer in zip(retry_of, labeler.generate(retry_prompts)):
+        for (k, i), prompt, answer in zip(retry_of, retry_prompts, labeler.generate(retry_prompts)):
             retry = _label(answer, requests[k].topics[i])
-            if retry.source == "llm" and normalized(retry.text) not in used[k]:
-                labels[k][i] = retry
+            kept = retry.source == "llm" and normalized(retry.text) not in used[k]
+            labels[k][i] = retried(labels[k][i], "label taken", prompt, answer, kept, retry.text)
+            if kept:
                 used[k].add(normalized(retry.text))
     return [_distinct(labels[k], r.topics, r.earlier) for k, r in enumerate(requests)]
 
@@ -123,5 +146,5 @@ def _distinct(labels: list[Label], topics: Sequence[LabelInput], earlier: Sequen
     for i in _clashing(labels, earlier):
         text = with_keyword(labels[i].text, topics[i].keywords, taken)
         taken.add(normalized(text))
-        labels[i] = Label(text, labels[i].source)
+        labels[i] = replace(labels[i], text=text)
     return labels

@@ -28,6 +28,7 @@ class TopicState:
     label_source: str
     custom_label: str | None = None
     theme: int | None = None
+    provenance: dict | None = None  # the prompts and answers behind ``label``
 
 
 @dataclass

@@ -15,9 +15,11 @@ from shared.schemas import DEFAULT_OUTLIER_THRESHOLD, JobParams, default_min_sam
 from worker.labeling.base import Labeler
 from worker.pipeline.cluster import cluster
 from worker.pipeline.embed import DEFAULT_WINDOWS, embed
+from worker.pipeline.faithfulness import sample_documents
 from worker.pipeline.label import Label, LabelInput, label_topics
 from worker.pipeline.outliers import OutlierReduction, reduce_outliers
 from worker.pipeline.progress import NO_STEPS, Progress, Steps, Ticker, no_progress
+from worker.pipeline.reask import FaithfulLabels, reask_unfaithful
 from worker.pipeline.reduce import Check, reduce
 from worker.pipeline.represent import TopicRepresentation, represent
 from worker.pipeline.scores import Scores, score
@@ -31,6 +33,7 @@ class TopicResult:
     representation: TopicRepresentation
     label: Label
     theme: int | None = None
+    faithfulness: float | None = None  # share of its documents whose nearest label is its own; None: not scored
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class PipelineResult:
     scores: Scores | None = None
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     outliers: OutlierReduction | None = None  # what outlier reduction did; None when it was off
+    faithful: FaithfulLabels | None = None  # label faithfulness before and after re-asking; None: not scored
 
     @property
     def n_outliers(self) -> int:
@@ -168,13 +172,17 @@ def label_inputs(
 
 
 def assemble(clusters: Clusters, labels: list[Label], themes: list[ThemeResult], embeddings: np.ndarray,
-             timings: dict[str, float] | None = None) -> PipelineResult:
+             timings: dict[str, float] | None = None, faithful: FaithfulLabels | None = None) -> PipelineResult:
+    """The job's result; with ``faithful``, its labels (the re-asked ones kept) and scores replace ``labels``."""
     theme_of = clusters.theme_of
+    labels = faithful.labels if faithful is not None else labels
+    scores = faithful.scores if faithful is not None else [None] * len(labels)
     return PipelineResult(
         topics=[
-            TopicResult(r, l, int(theme_of[i]) if len(theme_of) else None)
-            for i, (r, l) in enumerate(zip(clusters.representations, labels))
+            TopicResult(r, l, int(theme_of[i]) if len(theme_of) else None, f)
+            for i, (r, l, f) in enumerate(zip(clusters.representations, labels, scores))
         ],
+        faithful=faithful,
         themes=themes,
         doc_topics=clusters.doc_topics,
         original_doc_topics=clusters.original_doc_topics,
@@ -212,23 +220,47 @@ def run_pipeline(
     lap("embedding")
     clusters = cluster_stage(texts, embeddings, params, embedding_model, config, progress)
     lap("clustering")
-    labels, themes = label_stage(clusters, texts, labeler if params.generate_labels else None, config, progress,
-                                 language=params.label_language)
+    labelling = labeler if params.generate_labels else None
+    labels, themes, faithful = label_stage(clusters, texts, labelling, config, progress,
+                                           embeddings=embeddings, embedding_model=embedding_model,
+                                           language=params.label_language)
     lap("labelling")
     log.info("pipeline on %d documents: %s", len(texts), timings)
-    return assemble(clusters, labels, themes, embeddings, timings)
+    return assemble(clusters, labels, themes, embeddings, timings, faithful)
 
 
 def label_stage(clusters: Clusters, texts, labeler: Labeler | None, config: PipelineConfig,
-                progress: Progress = no_progress, language: str | None = None) -> tuple[list[Label], list[ThemeResult]]:
-    """Topic labels, then theme labels, with one progress bar over both (in ``language`` when given)."""
+                progress: Progress = no_progress, embeddings: np.ndarray | None = None,
+                embedding_model=None, language: str | None = None
+                ) -> tuple[list[Label], list[ThemeResult], FaithfulLabels | None]:
+    """Topic labels, their faithfulness (unfaithful ones asked again; with a labeler, ``embeddings`` (n, dim)
+    and ``embedding_model`` only), then theme labels, with one progress bar over all; every label asked in
+    ``language`` when given."""
     ids = [r.topic for r in clusters.representations]
     n_themes = int(clusters.theme_of.max()) + 1 if len(clusters.theme_of) else 0
     steps = len(ids) + n_themes
-    labels = label_topics(label_inputs(clusters.representations, texts), labeler, doc_budget=config.doc_tokens,
+    inputs = label_inputs(clusters.representations, texts)
+    labels = label_topics(inputs, labeler, doc_budget=config.doc_tokens,
                           doc_count=config.doc_count, progress=lambda stage, done, _total: progress(stage, done, steps),
                           language=language)
+    faithful = None
+    if labeler is not None and embeddings is not None and embedding_model is not None and ids:
+        picked = sample_documents(clusters.doc_topics, ids, seed=config.seed)
+        faithful = faithful_labels(labels, inputs, embeddings[picked], clusters.doc_topics[picked], ids,
+                                   embedding_model, labeler, config, language=language)
+        labels = faithful.labels
     themes = label_themes(clusters.representations, labels, clusters.theme_of, labeler,
                           progress=lambda stage, done, _total: progress(stage, len(ids) + done, steps),
                           language=language)
-    return labels, themes
+    return labels, themes, faithful
+
+
+def faithful_labels(labels: list[Label], inputs: Sequence[LabelInput], doc_embeddings: np.ndarray,
+                    doc_topics: np.ndarray, topic_ids: Sequence[int], embedding_model, labeler: Labeler,
+                    config: PipelineConfig, language: str | None = None) -> FaithfulLabels:
+    """``reask_unfaithful`` with the labels embedded by the job's embedding model (one window each)."""
+    def embed_labels(texts: list[str]) -> np.ndarray:
+        return embed(texts, embedding_model, config.embedding_batch_size, max_windows=1)
+
+    return reask_unfaithful(labels, inputs, doc_embeddings, doc_topics, topic_ids, embed_labels, labeler,
+                            doc_budget=config.doc_tokens, doc_count=config.doc_count, language=language)

@@ -1,15 +1,15 @@
 """label plan: the topics and themes a job's label stage has to label, set once clustering is done (the job page's
 labelling estimate), and an index for the label work finished last
 
-Revision ID: 0011
-Revises: 0009
+Revision ID: 0012
+Revises: 0011
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011"
-down_revision = "0009"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
