@@ -87,6 +87,8 @@ def test_a_job_with_domains_shows_them_as_headings_above_their_themes(client, se
     heading, below = page.split('<h3 class="domain">', 1)
     assert "Domains and themes" in heading and "Everything" not in heading.split("Domains and themes")[1]
     assert "20 documents, 1 theme<" in below.split("</h3>")[0] and "Everything" in below.split("</h3>")[1]
+    topic_page = client.get(f"/jobs/{job_id}/topics/0").get_data(as_text=True)
+    assert "domain <strong>Knowledge &amp; &lt;b&gt;culture&lt;/b&gt;</strong>" in topic_page
 
 
 def test_the_results_page_says_what_threshold_a_target_share_of_outliers_needed(client, sessions):
