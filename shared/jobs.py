@@ -12,7 +12,9 @@ from sqlalchemy import LargeBinary, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from shared import search, work
-from shared.models import Assignment, Document, Job, JobArray, LabelRun, Theme, Topic, TopicMerge, WorkItem, utcnow
+from shared.models import (
+    Assignment, Document, Domain, Job, JobArray, LabelRun, Theme, Topic, TopicMerge, WorkItem, utcnow,
+)
 
 INSERT_BATCH = 5_000  # documents an INSERT stores
 READ_BATCH = 5_000  # documents a query of iter_documents reads
@@ -51,6 +53,17 @@ class ThemeRow:
     label: str
     label_source: str
     topics: list[int]
+    size: int
+    provenance: dict | None = None
+    domain: int | None = None  # its domain; None when the job has none
+
+
+@dataclass(frozen=True)
+class DomainRow:
+    domain: int
+    label: str
+    label_source: str
+    themes: list[int]
     size: int
     provenance: dict | None = None
 
@@ -179,6 +192,7 @@ def finish(
     n_outliers: int,
     themes: Sequence[ThemeRow] = (),
     scores: dict | None = None,
+    domains: Sequence[DomainRow] = (),
 ) -> bool:
     """Store the results, make the documents searchable and mark the job succeeded; False (nothing stored) if it
     is no longer running."""
@@ -197,10 +211,10 @@ def finish(
     )
     if result.rowcount != 1:
         return False
-    for table in (Topic, Theme, JobArray):
+    for table in (Topic, Theme, Domain, JobArray):
         session.execute(delete(table).where(table.job_id == job_id))
     # One INSERT of many rows per table (a job may have thousands of topics), not an ORM object per row.
-    for table, rows in ((Topic, topics), (Theme, themes)):
+    for table, rows in ((Topic, topics), (Theme, themes), (Domain, domains)):
         if rows:
             session.execute(insert(table), [{"job_id": job_id, **row.__dict__} for row in rows])
     packed = {name: np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<"))
@@ -240,7 +254,7 @@ def delete_job(session: Session, job_id: str) -> bool:
         return False
     search.unindex_job(session, job_id)
     # Every table of a job, also where foreign keys don't cascade (SQLite without the pragma).
-    for table in (Document, Topic, Theme, JobArray, WorkItem, LabelRun, Assignment, TopicMerge):
+    for table in (Document, Topic, Theme, Domain, JobArray, WorkItem, LabelRun, Assignment, TopicMerge):
         session.execute(delete(table).where(table.job_id == job_id))
     session.execute(delete(Job).where(Job.id == job_id))
     return True
@@ -248,6 +262,10 @@ def delete_job(session: Session, job_id: str) -> bool:
 
 def themes_of(session: Session, job_id: str) -> list[Theme]:
     return list(session.scalars(select(Theme).where(Theme.job_id == job_id).order_by(Theme.theme)))
+
+
+def domains_of(session: Session, job_id: str) -> list[Domain]:
+    return list(session.scalars(select(Domain).where(Domain.job_id == job_id).order_by(Domain.domain)))
 
 
 def topics_of(session: Session, job_id: str) -> list[Topic]:

@@ -17,9 +17,9 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from shared import runs
-from shared.jobs import ThemeRow, TopicRow, without_faithfulness
+from shared.jobs import DomainRow, ThemeRow, TopicRow, without_faithfulness
 from shared.merge_model import TopicMerge
-from shared.models import Job, JobArray, Theme, Topic
+from shared.models import Domain, Job, JobArray, Theme, Topic
 from shared.work import db_now
 
 ACTIVE = runs.ACTIVE
@@ -91,8 +91,10 @@ def finish(
     result_topic: int,
     custom_labels: Mapping[int, str] | None = None,
     scores: dict | None = None,
+    domains: Sequence[DomainRow] = (),
 ) -> bool:
-    """Replace the merge's job's topics and themes with ``topics`` and ``themes`` (``custom_labels``: new topic id
+    """Replace the merge's job's topics, themes and domains with ``topics``, ``themes`` and ``domains``
+    (``custom_labels``: new topic id
     -> the user's label it keeps), write
     ``arrays`` (name -> shape (n,) values, "topic" and "topic_original") over the job's arrays of those names,
     and mark the merge succeeded with ``result_topic``, the merged topic's id; False (nothing changed) when the
@@ -108,12 +110,13 @@ def finish(
     )
     if claimed.rowcount != 1:
         return False
-    for table in (Topic, Theme):
+    for table in (Topic, Theme, Domain):
         session.execute(delete(table).where(table.job_id == job.id))
     session.flush()
     custom_labels = custom_labels or {}
     session.add_all(Topic(job_id=job.id, custom_label=custom_labels.get(row.topic), **row.__dict__) for row in topics)
     session.add_all(Theme(job_id=job.id, **row.__dict__) for row in themes)
+    session.add_all(Domain(job_id=job.id, **row.__dict__) for row in domains)
     for name, values in arrays.items():
         packed = np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<"))
         row = session.get(JobArray, (job.id, name))

@@ -155,6 +155,21 @@ class Theme(Base):
     topics: Mapped[list[int]] = mapped_column(JSON)  # topic ids, largest first
     size: Mapped[int] = mapped_column(Integer)  # documents in its topics
     provenance: Mapped[dict | None] = mapped_column(JSON)  # the prompts and raw answers behind ``label``
+    domain: Mapped[int | None] = mapped_column(Integer)  # its domain; None when the job has none (under 8 themes)
+
+
+class Domain(Base):
+    """A domain grouping several themes of a finished job with 8 themes or more (the third level)."""
+
+    __tablename__ = "domains"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    domain: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label: Mapped[str] = mapped_column(Text)
+    label_source: Mapped[str] = mapped_column(String(16))
+    themes: Mapped[list[int]] = mapped_column(JSON)  # theme ids, largest first
+    size: Mapped[int] = mapped_column(Integer)  # documents in its themes
+    provenance: Mapped[dict | None] = mapped_column(JSON)  # the prompts and raw answers behind ``label``
 
 
 class JobArray(Base):

@@ -37,6 +37,13 @@ The theme is described by the following keywords: '[KEYWORDS]'.
 
 Based on the information about the theme above, please create a short label of this broad theme, one that covers all of its topics and is broader than any of their labels. Make sure you to only return the label and nothing more."""
 
+DOMAIN_PROMPT = """I have a broad domain that groups the following themes, each given by its label and a few of its topics:
+[DOCUMENTS]
+
+The domain is described by the following keywords: '[KEYWORDS]'.
+
+Based on the information about the domain above, please create a short label of this domain, one that covers all of its themes and is broader than any of their labels. Make sure you to only return the label and nothing more."""
+
 TAKEN_NOTE = (
     "These labels are already used for other topics: [TAKEN]. "
     "Give this topic a short label that sets it apart from them."

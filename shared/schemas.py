@@ -324,10 +324,22 @@ class ThemePublic(BaseModel):
     label_source: Literal["llm", "keywords"]
     topics: list[int]
     size: int
+    domain: int | None = None  # the domain it belongs to; None when the job has no domains (under 8 themes)
+
+
+class DomainPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    domain: int
+    label: str
+    label_source: Literal["llm", "keywords"]
+    themes: list[int]  # theme ids, largest first
+    size: int  # documents in its themes
 
 
 class ThemesPublic(BaseModel):
     themes: list[ThemePublic]
+    domains: list[DomainPublic] = []  # the level above the themes; empty under 8 themes
 
 
 class ChatMessage(BaseModel):
@@ -360,7 +372,8 @@ class ProvenancePublic(BaseModel):
 
 class LabelProvenance(BaseModel):
     topic: int | None = None  # a topic's, or
-    theme: int | None = None  # a theme's
+    theme: int | None = None  # a theme's, or
+    domain: int | None = None  # a domain's
     label: str  # the generated label (a user's rename is not generated)
     label_source: Literal["llm", "keywords"]
     provenance: ProvenancePublic | None  # None: keyword labels, or a job finished before provenance was kept
@@ -369,6 +382,7 @@ class LabelProvenance(BaseModel):
 class ProvenanceExport(BaseModel):
     topics: list[LabelProvenance]
     themes: list[LabelProvenance]
+    domains: list[LabelProvenance] = []
 
 
 class TopicsPublic(BaseModel):

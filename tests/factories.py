@@ -51,14 +51,16 @@ PROVENANCE = {
 }
 
 
-def make_finished_job(sessions, label: str = "A label", n_docs: int = 30, texts: list[str] | None = None) -> str:
+def make_finished_job(sessions, label: str = "A label", n_docs: int = 30, texts: list[str] | None = None,
+                      domain: str | None = None) -> str:
     job_id = make_job(sessions, texts or [f"doc {i} text" for i in range(n_docs)])
-    return finish_job(sessions, job_id, n_docs, label)
+    return finish_job(sessions, job_id, n_docs, label, domain)
 
 
-def finish_job(sessions, job_id: str, n_docs: int, label: str = "A label") -> str:
+def finish_job(sessions, job_id: str, n_docs: int, label: str = "A label", domain: str | None = None) -> str:
     """Give a queued job of ``n_docs`` (at least 5) documents results, as if its stages had run: topics 0 and 1
-    and outliers in turn, two topics under one theme, map coordinates."""
+    and outliers in turn, two topics under one theme, map coordinates; with ``domain``, a domain of that label
+    above the theme."""
     topic_ids = np.array([i % 3 - 1 for i in range(n_docs)], dtype=np.int32)  # -1, 0, 1
     # As if workers had run its four stages (not through work.claim, which takes the fairest ready item of any job).
     with transaction(sessions) as session:
@@ -76,7 +78,9 @@ def finish_job(sessions, job_id: str, n_docs: int, label: str = "A label") -> st
                              faithfulness=0.8, provenance=PROVENANCE),
                 jobs.TopicRow(1, int((topic_ids == 1).sum()), "Second", "keywords", ["gamma"], {"KeyBERT": [], "MMR": []}, [2], theme=0),
             ],
-            themes=[jobs.ThemeRow(0, "Everything", "llm", [0, 1], int((topic_ids >= 0).sum()), PROVENANCE)],
+            themes=[jobs.ThemeRow(0, "Everything", "llm", [0, 1], int((topic_ids >= 0).sum()), PROVENANCE,
+                                  0 if domain else None)],
+            domains=[jobs.DomainRow(0, domain, "llm", [0], int((topic_ids >= 0).sum()), PROVENANCE)] if domain else [],
             scores={"outlier_share": 0.3333, "diversity": 1.0, "coherence_npmi": 0.25, "assignment": "reduced",
                     "outlier_share_before_reduction": 0.3667, "outliers_reassigned": 1,
                     "label_faithfulness": 0.85, "label_faithfulness_before": 0.75, "labels_flagged": 1,

@@ -192,6 +192,17 @@ def test_unknown_job_and_route_and_method_use_the_error_shape(client):
     assert_error(client.get("/api/v1/jobs?limit=zero"), 400, "invalid_parameter", "limit must be an integer")
 
 
+def test_a_job_with_domains_returns_them_beside_its_themes(client, sessions):
+    job_id = make_finished_job(sessions, domain="Knowledge & <culture>")
+    body = client.get(f"/api/v1/jobs/{job_id}/themes").get_json()
+    assert [t["domain"] for t in body["themes"]] == [0]
+    assert body["domains"] == [{"domain": 0, "label": "Knowledge & <culture>", "label_source": "llm", "themes": [0],
+                                "size": 20}]
+    export = client.get(f"/api/v1/jobs/{job_id}/provenance").get_json()
+    assert [(d["domain"], d["label"]) for d in export["domains"]] == [(0, "Knowledge & <culture>")]
+    assert export["domains"][0]["provenance"]["answer"]
+
+
 def test_results_of_an_unfinished_job_are_a_409(client, sessions):
     job_id = make_job(sessions)
     assert_error(client.get(f"/api/v1/jobs/{job_id}/topics"), 409, "not_ready", "queued")
@@ -219,7 +230,8 @@ def test_topics_and_documents_of_a_finished_job(client, sessions):
     ]
     assert [t["theme"] for t in topics["topics"]] == [0, 0]
     themes = client.get(f"/api/v1/jobs/{job_id}/themes").get_json()
-    assert themes == {"themes": [{"theme": 0, "label": "Everything", "label_source": "llm", "topics": [0, 1], "size": 20}]}
+    assert themes == {"themes": [{"theme": 0, "label": "Everything", "label_source": "llm", "topics": [0, 1],
+                                  "size": 20, "domain": None}], "domains": []}
     job = client.get(f"/api/v1/jobs/{job_id}").get_json()
     assert job["scores"]["diversity"] == 1.0 and job["scores"]["assignment"] == "reduced"
     assert job["scores"]["label_faithfulness"] == 0.85 and job["scores"]["label_faithfulness_before"] == 0.75

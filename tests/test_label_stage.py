@@ -126,6 +126,67 @@ def test_a_label_language_is_asked_for_in_every_prompt_retries_and_themes_includ
     assert all(isinstance(l, Label) for l in labels)
 
 
+def _hierarchy(n_themes=4, per_theme=2):
+    """Topics (``per_theme`` to each of ``n_themes`` themes, largest first) with labels and theme results."""
+    from worker.pipeline.label import Label
+    from worker.pipeline.represent import TopicRepresentation
+    from worker.pipeline.run import ThemeResult
+
+    n = n_themes * per_theme
+    representations = [TopicRepresentation(i, 100 - i, [f"word{i}", f"term{i}", f"extra{i}", f"more{i}"], {}, [])
+                       for i in range(n)]
+    labels = [Label(f"Topic {i}", "llm") for i in range(n)]
+    themes = [ThemeResult(th, Label(f"Theme {th}", "llm"), [th * per_theme + k for k in range(per_theme)],
+                          sum(100 - (th * per_theme + k) for k in range(per_theme))) for th in range(n_themes)]
+    return representations, labels, themes
+
+
+def test_a_domain_prompt_holds_its_themes_labels_a_few_of_their_topics_and_its_keywords():
+    import numpy as np
+
+    from worker.pipeline.run import DOMAIN_THEME_TOPICS, label_domains
+
+    representations, labels, themes = _hierarchy(n_themes=4, per_theme=DOMAIN_THEME_TOPICS + 2)
+    labeler = Scripted(["Science", "Leisure"])
+    domains = label_domains(themes, labels, representations, np.array([0, 1, 0, 1], dtype=np.int32), labeler,
+                            lambda *_: None, language="French")
+    assert [(d.domain, d.label.text, d.themes) for d in domains] == [(0, "Science", [0, 2]), (1, "Leisure", [1, 3])]
+    assert domains[0].size == themes[0].size + themes[2].size and domains[0].label.provenance["answer"] == "Science"
+    prompt = labeler.asked[0][0][-1]["content"]
+    assert "domain" in prompt and "- Theme 0 (topics: Topic 0; Topic 1; Topic 2)" in prompt and "Theme 2" in prompt
+    assert "Theme 1" not in prompt and "Topic 3" not in prompt  # only the first topics of each theme
+    assert "word0, term0, extra0" in prompt and "more0" not in prompt  # a topic's top three keywords
+    assert prompt.endswith("Write the label in French, whatever language the documents are in.")
+
+
+def test_a_domain_answered_with_a_themes_label_is_asked_again_and_domains_are_distinct():
+    import numpy as np
+
+    from worker.pipeline.run import label_domains
+
+    representations, labels, themes = _hierarchy(n_themes=6)
+    labeler = Scripted(["theme 0", "Leisure", "leisure"], ["Science", "Hobbies"])
+    domains = label_domains(themes, labels, representations, np.array([0, 1, 2, 0, 1, 2], dtype=np.int32),
+                            labeler, lambda *_: None)
+    assert [d.label.text for d in domains] == ["Science", "Leisure", "Hobbies"]
+    retry = labeler.asked[1][0][-1]["content"]
+    assert "'theme 0'" in retry and "Theme 3" in retry  # the taken label, and the domain's own themes
+    assert [r["reason"] for r in domains[0].label.provenance["retries"]] == ["label taken"]
+
+
+def test_domains_without_a_labeler_are_named_by_their_keywords_and_none_without_domains():
+    import numpy as np
+
+    from worker.pipeline.run import label_domains
+
+    representations, labels, themes = _hierarchy(n_themes=4)
+    domains = label_domains(themes, labels, representations, np.array([0, 0, 1, 1], dtype=np.int32), None,
+                            lambda *_: None)
+    assert [(d.label.text, d.label.source) for d in domains] == [("word0, term0, extra0, word1", "keywords"),
+                                                                ("word4, term4, extra4, word5", "keywords")]
+    assert label_domains(themes, labels, representations, np.array([], dtype=np.int32), None, lambda *_: None) == []
+
+
 def _embed_from(table):
     import numpy as np
 

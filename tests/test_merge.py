@@ -266,6 +266,34 @@ def test_check_merge_and_regroup_themes():
     assert grouped == {0: ([2, 1], 50), 2: ([0, 3], 55)}
 
 
+def test_a_merge_keeps_the_domains_with_their_themes_sizes_and_drops_one_left_without_themes():
+    """Topic 2 (theme 1, alone in domain 1) merged into topic 0 (theme 0): theme 1 and then domain 1 are left
+    empty; domain 0 keeps its themes with their new sizes, largest first."""
+    from worker.merger import _Read, _rows
+    from worker.pipeline.label import Label
+    from worker.pipeline.merge import MergeResult, TopicState
+    from worker.pipeline.represent import TopicRepresentation
+
+    states = [TopicState(0, "Cards", "llm", theme=0), TopicState(1, "Boards", "llm", theme=0),
+              TopicState(2, "Dice", "llm", theme=1), TopicState(3, "Editors", "llm", theme=2)]
+    read = _Read(
+        job_id="j", merge=[0, 2], params=None, embedding_key=None, texts=[], doc_topics=np.array([]), original=None,
+        coords=None, states=states, scores=None, template="",
+        themes=[jobs.ThemeRow(0, "Games", "llm", [0, 1], 30, None, 0),
+                jobs.ThemeRow(1, "Chance", "llm", [2], 5, None, 1),
+                jobs.ThemeRow(2, "Software", "llm", [3], 20, None, 0)],
+        domains=[jobs.DomainRow(0, "Leisure", "llm", [0, 2], 50, None), jobs.DomainRow(1, "Luck", "llm", [1], 5, None)],
+    )
+    representations = [TopicRepresentation(0, 25, ["card"], {}, []), TopicRepresentation(1, 12, ["editor"], {}, []),
+                        TopicRepresentation(2, 10, ["board"], {}, [])]
+    result = MergeResult(representations=representations, doc_topics=np.array([]), original_doc_topics=None, merged=0,
+                         merged_theme=0, new_of={0: 0, 2: 0, 3: 1, 1: 2}, kept={1: states[3], 2: states[1]},
+                         scores=None, topic_model=None)
+    _rows_, _custom, themes, domains = _rows(read, result, Label("Card and dice games", "llm"))
+    assert [(t.theme, t.topics, t.size, t.domain) for t in themes] == [(0, [0, 2], 35, 0), (2, [1], 12, 0)]
+    assert [(d.domain, d.label, d.themes, d.size) for d in domains] == [(0, "Leisure", [0, 2], 47)]
+
+
 def test_merge_topics_maps_every_document_and_keeps_the_unmerged_topics_state(embedder, chapter_texts):
     from worker.pipeline.embed import embed
     from worker.pipeline.merge import TopicState, merge_topics

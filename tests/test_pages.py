@@ -78,6 +78,19 @@ def test_results_page_escapes_what_the_llm_wrote(client, sessions):
     assert f"/api/v1/jobs/{job_id}/topics.csv" in page
 
 
+def test_a_job_with_domains_shows_them_as_headings_above_their_themes(client, sessions):
+    page = client.get(f"/jobs/{make_finished_job(sessions)}").get_data(as_text=True)
+    assert "<h2>Themes</h2>" in page and 'class="domain"' not in page
+    job_id = make_finished_job(sessions, domain="Knowledge & <b>culture</b>")
+    page = client.get(f"/jobs/{job_id}").get_data(as_text=True)
+    assert "<b>culture</b>" not in page and "Knowledge &amp; &lt;b&gt;culture&lt;/b&gt;" in page
+    heading, below = page.split('<h3 class="domain">', 1)
+    assert "Domains and themes" in heading and "Everything" not in heading.split("Domains and themes")[1]
+    assert "20 documents, 1 theme<" in below.split("</h3>")[0] and "Everything" in below.split("</h3>")[1]
+    topic_page = client.get(f"/jobs/{job_id}/topics/0").get_data(as_text=True)
+    assert "domain <strong>Knowledge &amp; &lt;b&gt;culture&lt;/b&gt;</strong>" in topic_page
+
+
 def test_the_results_page_says_what_threshold_a_target_share_of_outliers_needed(client, sessions):
     job_id = make_finished_job(sessions)
     page = client.get(f"/jobs/{job_id}").get_data(as_text=True)

@@ -46,6 +46,36 @@ def test_topics_group_into_themes_by_their_embeddings():
     assert number_of_themes(7) == 0 and number_of_themes(10) == 5 and number_of_themes(60) == 11 and number_of_themes(500) == 15
 
 
+@pytest.mark.parametrize("seed", range(10))
+def test_many_themes_group_into_three_to_six_balanced_domains(seed):
+    """8-15 themes from a few directions plus noise: 3..6 domains, none over half of the themes, none of one,
+    numbered by documents, largest first."""
+    from worker.pipeline.themes import group_themes, number_of_domains
+
+    rng = np.random.default_rng(seed)
+    for n in range(8, 16):
+        centres = rng.standard_normal((int(rng.integers(2, 6)), 32))
+        vectors = centres[rng.integers(0, len(centres), n)] + rng.uniform(0.1, 1.0) * rng.standard_normal((n, 32))
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        sizes = rng.integers(10, 500, n)
+        domains = group_themes(vectors.astype(np.float32), sizes)
+        counts = np.bincount(domains)
+        assert 3 <= len(counts) <= 6 and counts.min() >= 2 and counts.max() <= n // 2, (n, counts)
+        weights = [sizes[domains == d].sum() for d in range(len(counts))]
+        assert weights == sorted(weights, reverse=True)
+    assert [number_of_domains(n) for n in (5, 7, 8, 15, 36, 100)] == [0, 0, 3, 4, 6, 6]
+
+
+def test_few_themes_get_no_domains_and_a_theme_vector_is_its_topics_size_weighted_mean():
+    from worker.pipeline.themes import group_themes, theme_vectors
+
+    assert group_themes(np.eye(7, dtype=np.float32), np.ones(7)).tolist() == []
+    topics = np.array([[1, 0], [0, 1], [0, 1]], dtype=np.float32)
+    themes = theme_vectors(topics, np.array([3, 1, 5]), np.array([0, 0, 1]))
+    expected = np.array([3, 1]) / np.hypot(3, 1)
+    assert np.allclose(themes, [expected, [0, 1]]) and themes.dtype == np.float32
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_themes_are_balanced_with_no_theme_of_most_topics_or_of_one(seed):
     """16 topics that all share one direction (as sentence embeddings do) plus their own noise: average linkage

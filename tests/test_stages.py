@@ -195,6 +195,68 @@ def test_a_job_runs_through_its_stages_to_topics_labels_and_document_results(ses
     assert all(e is None for stage, e in estimates if stage != "label")
 
 
+def test_a_job_with_many_themes_gets_domains_labelled_after_its_themes(sessions, tmp_path, embedder, corpus_texts,
+                                                                       monkeypatch):
+    """Each topic made its own theme (so that 180 documents give the 8 themes or more a domain needs, here
+    from 6): the last label item labels the domains after the themes, and a job without LLM labels names its
+    domains by their keywords."""
+    import worker.pipeline.run
+    import worker.pipeline.themes
+
+    monkeypatch.setattr(worker.pipeline.run, "group_topics",
+                        lambda vectors, sizes: np.arange(len(vectors), dtype=np.int32))
+    monkeypatch.setattr(worker.pipeline.themes, "number_of_domains", lambda n: 3 if n >= 6 else 0)
+    labeler = ScriptedLabeler()
+    runner = make_runner(sessions, tmp_path, embedder, labeler)
+    job_id = make_job(sessions, corpus_texts, params={"min_topic_size": 5})
+    assert all(o.endswith(": done") for o in drive(runner, sessions, job_id))
+    with sessions() as session:
+        topics, themes, domains = (jobs.topics_of(session, job_id), jobs.themes_of(session, job_id),
+                                   jobs.domains_of(session, job_id))
+    assert len(topics) == len(themes) >= 6, "the corpus should give 6 topics or more at min_topic_size 5"
+    assert 3 <= len(domains) <= 6 and [d.domain for d in domains] == list(range(len(domains)))
+    assert sorted(t for d in domains for t in d.themes) == [t.theme for t in themes]
+    size_of = {t.theme: t.size for t in themes}
+    assert all(d.size == sum(size_of[t] for t in d.themes) for d in domains)
+    assert [d.size for d in domains] == sorted((d.size for d in domains), reverse=True)
+    assert all(t.domain == d.domain for d in domains for t in themes if t.theme in d.themes)
+    # Asked last, one prompt per domain naming its themes' labels; distinct from every theme's label.
+    asked = labeler.conversations[-len(domains):]
+    assert all(c[-1]["content"].startswith("I have a broad domain") for c in asked)
+    assert all(f"- {themes[d.themes[0]].label} (topics: " in c[-1]["content"] for d, c in zip(domains, asked))
+    assert all(d.label_source == "llm" and d.provenance["messages"] == c for d, c in zip(domains, asked))
+    labels = [d.label for d in domains] + [t.label for t in themes]
+    assert len(set(labels)) == len(labels)
+    assert artifacts.get_clusters(runner.store, job_id).domain_of.tolist() == [
+        next(d.domain for d in domains if t.theme in d.themes) for t in themes]
+
+    plain = make_job(sessions, corpus_texts, params={"min_topic_size": 5, "generate_labels": False})
+    assert all(o.endswith(": done") for o in drive(runner, sessions, plain))
+    with sessions() as session:
+        keyword_domains = jobs.domains_of(session, plain)
+    assert len(keyword_domains) >= 3 and all(d.label_source == "keywords" and d.provenance is None
+                                             for d in keyword_domains)
+
+
+def test_clusters_written_before_domains_still_load_without_them(tmp_path):
+    import io
+
+    from worker.pipeline.run import Clusters
+
+    store = LocalArtifactStore(tmp_path / "artifacts")
+    clusters = Clusters([], np.zeros(3, dtype=np.int32), np.zeros(3, dtype=np.int32), np.zeros((3, 2), np.float32),
+                        np.array([0, 1], dtype=np.int32), None, domain_of=np.array([0, 0], dtype=np.int32))
+    artifacts.put_clusters(store, "j", clusters)
+    assert artifacts.get_clusters(store, "j").domain_of.tolist() == [0, 0]
+    older = io.BytesIO()
+    np.savez(older, doc_topics=clusters.doc_topics, original_doc_topics=clusters.original_doc_topics,
+             coords=clusters.coords, theme_of=clusters.theme_of)
+    store.put("jobs/j/clusters.npz", older.getvalue())
+    loaded = artifacts.get_clusters(store, "j")
+    assert loaded.domain_of.tolist() == [] and loaded.theme_of.tolist() == [0, 1]
+    assert artifacts.get_domains(store, "j") == []
+
+
 def test_same_documents_reuse_their_embeddings(sessions, tmp_path, embedder, corpus_texts, monkeypatch):
     runner = make_runner(sessions, tmp_path, embedder)
     first = make_job(sessions, corpus_texts, params={"generate_labels": False})

@@ -22,6 +22,7 @@ from shared.sanitize import spreadsheet_safe
 from shared.schemas import (
     DocumentResult,
     DocumentsPublic,
+    DomainPublic,
     JobCreate,
     JobPublic,
     LabellingPublic,
@@ -268,7 +269,8 @@ def get_topics_csv(job_id: str):
 def get_themes(job_id: str):
     succeeded_job_or_409(job_id, "themes")
     themes = [ThemePublic.model_validate(t) for t in jobs.themes_of(context.db(), job_id)]
-    return jsonify(ThemesPublic(themes=themes).model_dump(mode="json"))
+    domains = [DomainPublic.model_validate(d) for d in jobs.domains_of(context.db(), job_id)]
+    return jsonify(ThemesPublic(themes=themes, domains=domains).model_dump(mode="json"))
 
 
 @bp.get(f"{API}/jobs/<job_id>/documents")

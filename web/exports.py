@@ -222,7 +222,7 @@ def map_image(job_id: str, ext: str):
 
 @bp.get(f"{API}/jobs/<job_id>/provenance")
 def provenance_export(job_id: str):
-    """Every generated topic and theme label with the prompts sent, the raw answers received and the labeller
+    """Every generated topic, theme and domain label with the prompts sent, the raw answers received and the labeller
     (backend, model, settings) that gave them; an attachment with ``download=1``."""
     succeeded_job_or_409(job_id, "label provenance")
     session = context.db()
@@ -231,6 +231,8 @@ def provenance_export(job_id: str):
                 for t in jobs.topics_of(session, job_id)],
         themes=[LabelProvenance(theme=t.theme, label=t.label, label_source=t.label_source, provenance=t.provenance)
                 for t in jobs.themes_of(session, job_id)],
+        domains=[LabelProvenance(domain=d.domain, label=d.label, label_source=d.label_source, provenance=d.provenance)
+                 for d in jobs.domains_of(session, job_id)],
     )
     response = jsonify(export.model_dump(mode="json", exclude_none=False))
     if request.args.get("download", "") not in ("", "0", "false"):

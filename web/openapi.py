@@ -153,7 +153,8 @@ OPERATIONS: dict[str, Operation] = {
     "api.list_workers": Operation("The workers whose last report has not expired", {200: WorkersPublic}),
     "api.get_topics": Operation("A succeeded job's topics", {200: TopicsPublic}, SUCCEEDED, query=(DOWNLOAD,)),
     "api.get_topics_csv": Operation("The topics as CSV", {200: Media("text/csv")}, SUCCEEDED),
-    "api.get_themes": Operation("The themes grouping the topics", {200: ThemesPublic}, SUCCEEDED),
+    "api.get_themes": Operation("The themes grouping the topics, and the domains grouping them", {200: ThemesPublic},
+                                SUCCEEDED),
     "api.get_documents": Operation(
         "Each document's topic and map position, in submission order", {200: DocumentsPublic}, (400, *SUCCEEDED),
         query=(

@@ -47,10 +47,12 @@ def job_page(job_id: str):
     results = topics_payload(job_id) if job.status == "succeeded" else None
     runs = label_runs.runs_of(context.db(), job_id)
     themes = jobs.themes_of(context.db(), job_id) if results else []
+    domains = jobs.domains_of(context.db(), job_id) if results else []
     store = context.store()
     artifacts = {"model": store.exists(model_key(job_id)), "map": store.exists(map_key(job_id, "png"))}
     return render_template(
-        "job.html", job=job, public=job_public(job), results=results, themes=themes, runs=runs,
+        "job.html", job=job, public=job_public(job), results=results, themes=themes, domains=domains,
+        runs=runs,
         default_prompt=MAIN_PROMPT, artifacts=artifacts, default_threshold=DEFAULT_OUTLIER_THRESHOLD,
         poor_faithfulness=POOR_FAITHFULNESS,
     )

@@ -99,9 +99,10 @@ def topic_page(job_id: str, topic: int):
     texts = jobs.document_texts(session, job_id, row.representative_docs)
     others = jobs.topics_of(session, job_id)
     theme = next((t for t in jobs.themes_of(session, job_id) if t.theme == row.theme), None)
+    domain = next((d for d in jobs.domains_of(session, job_id) if theme and d.domain == theme.domain), None)
     public = topic_public(row, texts)
     return render_template(
-        "topic.html", job=job, topic=public, theme=theme, documents=documents, total=total, offset=offset,
+        "topic.html", job=job, topic=public, theme=theme, domain=domain, documents=documents, total=total, offset=offset,
         page=PAGE, topics=others, bars=list(zip(public.keywords, public.keyword_weights)),
         poor_faithfulness=POOR_FAITHFULNESS, provenance=row.provenance,
     )

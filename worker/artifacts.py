@@ -19,7 +19,7 @@ from worker.pipeline.label import Label
 from worker.pipeline.outliers import OutlierReduction
 from worker.pipeline.reask import FaithfulLabels
 from worker.pipeline.represent import TopicRepresentation
-from worker.pipeline.run import Clusters, ThemeResult
+from worker.pipeline.run import Clusters, DomainResult, ThemeResult
 from worker.pipeline.scores import Scores
 
 
@@ -48,7 +48,7 @@ def get_array(store: ArtifactStore, key: str) -> np.ndarray | None:
 def put_clusters(store: ArtifactStore, job_id: str, clusters: Clusters) -> None:
     arrays = io.BytesIO()
     np.savez(arrays, doc_topics=clusters.doc_topics, original_doc_topics=clusters.original_doc_topics,
-             coords=clusters.coords, theme_of=clusters.theme_of)
+             coords=clusters.coords, theme_of=clusters.theme_of, domain_of=clusters.domain_of)
     store.put(f"{job_prefix(job_id)}clusters.npz", arrays.getvalue())
     described = {
         "representations": [asdict(r) for r in clusters.representations],
@@ -74,6 +74,7 @@ def get_clusters(store: ArtifactStore, job_id: str) -> Clusters:
         theme_of=loaded["theme_of"],
         scores=Scores(**meta["scores"]) if meta["scores"] else None,
         outliers=OutlierReduction(**meta["outliers"]) if meta.get("outliers") else None,  # absent: written before
+        domain_of=loaded.get("domain_of", np.array([], dtype=np.int32)),  # absent: written before domains
     )
 
 
@@ -105,6 +106,17 @@ def get_themes(store: ArtifactStore, job_id: str) -> list[ThemeResult]:
     if data is None:
         return []
     return [ThemeResult(t["theme"], Label(**t["label"]), t["topics"], t["size"]) for t in json.loads(data)]
+
+
+def put_domains(store: ArtifactStore, job_id: str, domains: list[DomainResult]) -> None:
+    store.put(f"{job_prefix(job_id)}domains.json", json.dumps([asdict(d) for d in domains]).encode())
+
+
+def get_domains(store: ArtifactStore, job_id: str) -> list[DomainResult]:
+    data = store.get(f"{job_prefix(job_id)}domains.json")
+    if data is None:
+        return []
+    return [DomainResult(d["domain"], Label(**d["label"]), d["themes"], d["size"]) for d in json.loads(data)]
 
 
 def put_faithful(store: ArtifactStore, job_id: str, faithful: FaithfulLabels) -> None:

@@ -21,7 +21,7 @@ from worker.heartbeat import Heartbeat
 from worker.labeling.base import Labeler
 from worker.pipeline.export import model_archive
 from worker.pipeline.label import Label, LabelInput, label_topics
-from worker.pipeline.merge import MergeError, MergeResult, TopicState, merge_topics, regroup_themes
+from worker.pipeline.merge import MergeError, MergeResult, TopicState, merge_topics, regroup_domains, regroup_themes
 from worker.pipeline.static_map import render_map
 from worker.stages import record_failure
 
@@ -44,6 +44,7 @@ class _Read:
     coords: np.ndarray | None  # (n, 2) the map
     states: list[TopicState]
     themes: list[jobs.ThemeRow]
+    domains: list[jobs.DomainRow]
     scores: dict | None
     template: str  # the label prompt of the job's latest re-label run, else the default one
 
@@ -79,7 +80,7 @@ class MergeRunner:
                                       self.embedder(), original_doc_topics=read.original, seed=self.seed)
                 label = self._label(read, result)
                 archive = model_archive(result.topic_model, self.embedding_model_ref)
-            rows, custom, themes = _rows(read, result, label)
+            rows, custom, themes, domains = _rows(read, result, label)
         except MergeError as exc:  # the topics changed since the merge was asked for (or it was never valid)
             with transaction(self.factory) as session:
                 fail(session, str(exc))
@@ -95,7 +96,7 @@ class MergeRunner:
             if result.original_doc_topics is not None:
                 arrays["topic_original"] = result.original_doc_topics
             scores = ((read.scores or {}) | result.scores.as_dict()) if result.scores else read.scores
-            finished = merges.finish(session, merge_id, topics=rows, themes=themes, arrays=arrays,
+            finished = merges.finish(session, merge_id, topics=rows, themes=themes, domains=domains, arrays=arrays,
                                      n_outliers=int((result.doc_topics < 0).sum()), result_topic=result.merged,
                                      custom_labels=custom, scores=scores)
         if not finished:
@@ -142,8 +143,10 @@ def _read(session: Session, merge) -> _Read:
         original=None if (o := jobs.load_array(session, job.id, "topic_original")) is None else o.copy(),
         coords=None if x is None or y is None else np.column_stack([x, y]).astype(np.float32),
         states=[TopicState(t.topic, t.label, t.label_source, t.custom_label, t.theme, t.provenance) for t in topics],
-        themes=[jobs.ThemeRow(t.theme, t.label, t.label_source, list(t.topics), t.size, t.provenance)
+        themes=[jobs.ThemeRow(t.theme, t.label, t.label_source, list(t.topics), t.size, t.provenance, t.domain)
                 for t in jobs.themes_of(session, job.id)],
+        domains=[jobs.DomainRow(d.domain, d.label, d.label_source, list(d.themes), d.size, d.provenance)
+                 for d in jobs.domains_of(session, job.id)],
         scores=dict(job.scores) if job.scores else None,
         template=next((r.prompt for r in label_runs.runs_of(session, job.id) if r.status == "succeeded"), None)
         or MAIN_PROMPT,
@@ -151,8 +154,9 @@ def _read(session: Session, merge) -> _Read:
 
 
 def _rows(read: _Read, result: MergeResult, label: Label
-          ) -> tuple[list[jobs.TopicRow], dict[int, str], list[jobs.ThemeRow]]:
-    """The job's topic rows after the merge, their custom labels (new id -> label), and its themes."""
+          ) -> tuple[list[jobs.TopicRow], dict[int, str], list[jobs.ThemeRow], list[jobs.DomainRow]]:
+    """The job's topic rows after the merge, their custom labels (new id -> label), its themes and its domains (a
+    theme left without topics leaves its domain; a domain left without themes is dropped)."""
     rows, custom = [], {}
     for rep in result.representations:
         if rep.topic == result.merged:
@@ -169,6 +173,10 @@ def _rows(read: _Read, result: MergeResult, label: Label
         ))
     grouped = regroup_themes([t.theme for t in read.themes], {r.topic: r.theme for r in rows},
                              {r.topic: r.size for r in rows})
-    themes = [jobs.ThemeRow(t.theme, t.label, t.label_source, *grouped[t.theme], t.provenance) for t in read.themes
-              if t.theme in grouped]
-    return rows, custom, themes
+    themes = [jobs.ThemeRow(t.theme, t.label, t.label_source, *grouped[t.theme], t.provenance, t.domain)
+              for t in read.themes if t.theme in grouped]
+    by_domain = regroup_domains([d.domain for d in read.domains], {t.theme: t.domain for t in themes},
+                                {t.theme: t.size for t in themes})
+    domains = [jobs.DomainRow(d.domain, d.label, d.label_source, *by_domain[d.domain], d.provenance)
+               for d in read.domains if d.domain in by_domain]
+    return rows, custom, themes, domains

@@ -38,7 +38,8 @@ from worker.pipeline.progress import overall
 from worker.pipeline.reask import FaithfulLabels
 from worker.pipeline.static_map import render_map
 from worker.pipeline.run import (
-    Clusters, PipelineConfig, PipelineResult, assemble, cluster_stage, faithful_labels, label_inputs, label_themes,
+    Clusters, PipelineConfig, PipelineResult, assemble, cluster_stage, faithful_labels, label_domains, label_inputs,
+    label_steps, label_themes,
 )
 
 log = logging.getLogger(__name__)
@@ -305,11 +306,15 @@ class StageRunner:
         if params.generate_labels:
             labels = artifacts.get_labels(self.store, item.job_id, self._label_chunks(clusters))
             themes = artifacts.get_themes(self.store, item.job_id)
+            domains = artifacts.get_domains(self.store, item.job_id)
             faithful = artifacts.get_faithful(self.store, item.job_id)
         else:  # keyword labels, which need no LLM (and are not scored: that would need the embedding model)
             labels = label_topics([LabelInput(r.keywords, []) for r in clusters.representations], None, doc_budget=0)
             themes = label_themes(clusters.representations, labels, clusters.theme_of, None, lambda *_: None)
-        result = assemble(clusters, labels, themes, np.zeros((0, 0), dtype=np.float32), faithful=faithful)
+            domains = label_domains(themes, labels, clusters.representations, clusters.domain_of, None,
+                                    lambda *_: None)
+        result = assemble(clusters, labels, themes, np.zeros((0, 0), dtype=np.float32), faithful=faithful,
+                          domains=domains)
         self._static_maps(item.job_id, result)
         with transaction(self.factory) as session:
             if not work.complete(session, item, time.monotonic() - started):
@@ -391,8 +396,7 @@ class StageRunner:
             texts = jobs.document_texts(session, item.job_id, (i for r in mine for i in r.representative_docs))
             language = _label_language(session, item.job_id)
         earlier = artifacts.get_labels(self.store, item.job_id, item.chunk)
-        n_themes = int(clusters.theme_of.max()) + 1 if len(clusters.theme_of) else 0
-        steps = len(clusters.representations) + n_themes
+        steps = label_steps(clusters)
         progress = Progress(self.factory, claim, item.job_id)
         return LabelRequest(
             topics=label_inputs(mine, texts),
@@ -402,11 +406,12 @@ class StageRunner:
         )
 
     def _themes(self, item: WorkItem, claim: Claim, clusters: Clusters, chunks: int, started: float) -> str:
-        """The job's last label item: its labels' faithfulness (unfaithful ones asked again), then its themes."""
+        """The job's last label item: its labels' faithfulness (unfaithful ones asked again), then its themes, then
+        its domains."""
         labels = artifacts.get_labels(self.store, item.job_id, chunks)
         progress = Progress(self.factory, claim, item.job_id)
         n_topics = len(labels)
-        steps = n_topics + (int(clusters.theme_of.max()) + 1 if len(clusters.theme_of) else 0)
+        steps = label_steps(clusters)
         progress("labelling", n_topics, steps)
         with transaction(self.factory) as session:
             language = _label_language(session, item.job_id)
@@ -419,6 +424,12 @@ class StageRunner:
                               progress=lambda stage, done, _total: progress(stage, n_topics + done, steps),
                               language=language)
         artifacts.put_themes(self.store, item.job_id, themes)
+        claim.check(item.job_id)
+        domains = label_domains(themes, labels, clusters.representations, clusters.domain_of, self.labeler(),
+                                progress=lambda stage, done, _total: progress(stage, n_topics + len(themes) + done,
+                                                                              steps),
+                                language=language)
+        artifacts.put_domains(self.store, item.job_id, domains)
         return "done" if self._complete(item, time.monotonic() - started, [("save", 0)]) else "superseded"
 
     def _faithfulness(self, job_id: str, clusters: Clusters, labels: list,
@@ -506,10 +517,14 @@ def embedding_chunks_prefix(job_id: str) -> str:
 
 def result_rows(result: PipelineResult, params: JobParams) -> dict:
     """``jobs.finish`` keyword arguments for a pipeline result."""
+    domain_of = {theme: d.domain for d in result.domains for theme in d.themes}
     return dict(
         topics=[to_row(t) for t in result.topics],
-        themes=[jobs.ThemeRow(t.theme, t.label.text, t.label.source, t.topics, t.size, t.label.provenance)
+        themes=[jobs.ThemeRow(t.theme, t.label.text, t.label.source, t.topics, t.size, t.label.provenance,
+                              domain_of.get(t.theme))
                 for t in result.themes],
+        domains=[jobs.DomainRow(d.domain, d.label.text, d.label.source, d.themes, d.size, d.label.provenance)
+                 for d in result.domains],
         scores=job_scores(result, params),
         arrays={
             "topic": result.doc_topics.astype(np.int32),

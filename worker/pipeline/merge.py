@@ -141,3 +141,11 @@ def regroup_themes(themes: Sequence[int], topic_themes: Mapping[int, int | None]
         if members:
             grouped[theme] = (members, sum(sizes[t] for t in members))
     return grouped
+
+
+def regroup_domains(domains: Sequence[int], theme_domains: Mapping[int, int | None], sizes: Mapping[int, int]
+                    ) -> dict[int, tuple[list[int], int]]:
+    """``regroup_themes`` one level up: each of ``domains`` (ids) with its themes afterwards, domain -> (theme ids
+    largest first, documents), from ``theme_domains`` (each theme left -> its domain) and ``sizes`` (each theme
+    left -> documents). A domain left without themes is left out."""
+    return regroup_themes(domains, theme_domains, sizes)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shared.prompts import THEME_PROMPT
+from shared.prompts import DOMAIN_PROMPT, THEME_PROMPT
 from shared.schemas import DEFAULT_OUTLIER_THRESHOLD, JobParams, default_min_samples, default_min_topic_size
 from worker.labeling.base import Labeler
 from worker.pipeline.cluster import cluster
@@ -23,7 +23,7 @@ from worker.pipeline.reask import FaithfulLabels, reask_unfaithful
 from worker.pipeline.reduce import Check, reduce
 from worker.pipeline.represent import TopicRepresentation, represent
 from worker.pipeline.scores import Scores, score
-from worker.pipeline.themes import group_topics, topic_vectors
+from worker.pipeline.themes import group_themes, group_topics, theme_vectors, topic_vectors
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,14 @@ class ThemeResult:
     size: int  # documents in its topics
 
 
+@dataclass(frozen=True)
+class DomainResult:
+    domain: int
+    label: Label
+    themes: list[int]  # theme ids, largest first
+    size: int  # documents in its themes
+
+
 @dataclass
 class PipelineResult:
     topics: list[TopicResult]
@@ -56,6 +64,7 @@ class PipelineResult:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     outliers: OutlierReduction | None = None  # what outlier reduction did; None when it was off
     faithful: FaithfulLabels | None = None  # label faithfulness before and after re-asking; None: not scored
+    domains: list[DomainResult] = field(default_factory=list)  # empty under 8 themes
 
     @property
     def n_outliers(self) -> int:
@@ -63,6 +72,7 @@ class PipelineResult:
 
 
 THEME_TOPICS = 20  # topics shown in a theme's label prompt, at most
+DOMAIN_THEME_TOPICS = 3  # topics named under each theme in a domain's label prompt
 
 
 @dataclass
@@ -97,6 +107,35 @@ def label_themes(representations, labels, theme_of: np.ndarray, labeler, progres
     ]
 
 
+def label_domains(themes: Sequence[ThemeResult], labels: Sequence[Label], representations, domain_of: np.ndarray,
+                  labeler, progress: Progress, language: str | None = None) -> list[DomainResult]:
+    """One label per domain (``domain_of``: (n_themes,) the domain of each theme of ``themes``), from its themes'
+    labels, the labels of their largest topics and the domain's top keywords (one LLM prompt per domain), in
+    ``language`` when given; a domain answering with a theme's or a topic's label is asked again."""
+    if not len(domain_of) or not themes:
+        return []
+    index_of = {r.topic: i for i, r in enumerate(representations)}
+    members = [[th for th in themes if domain_of[th.theme] == domain] for domain in range(int(domain_of.max()) + 1)]
+    inputs = []
+    for group in members:
+        topics = [index_of[t] for th in group for t in th.topics]
+        keywords = list(dict.fromkeys(w for i in topics for w in representations[i].keywords[:3]))[:10]
+        named = [[labels[index_of[t]].text for t in th.topics[:DOMAIN_THEME_TOPICS]] for th in group]
+        lines = [f"{th.label.text} (topics: {'; '.join(names)})" for th, names in zip(group, named)]
+        inputs.append(LabelInput(keywords, lines))
+    domain_labels = label_topics(inputs, labeler, doc_budget=60, template=DOMAIN_PROMPT, progress=progress,
+                                 earlier=[*labels, *(th.label for th in themes)], language=language)
+    return [DomainResult(domain, label, [th.theme for th in group], sum(th.size for th in group))
+            for domain, (label, group) in enumerate(zip(domain_labels, members))]
+
+
+def label_steps(clusters: Clusters) -> int:
+    """The labels a job's label stage makes: one per topic, theme and domain (its progress bar's steps)."""
+    n_themes = int(clusters.theme_of.max()) + 1 if len(clusters.theme_of) else 0
+    n_domains = int(clusters.domain_of.max()) + 1 if len(clusters.domain_of) else 0
+    return len(clusters.representations) + n_themes + n_domains
+
+
 @dataclass
 class Clusters:
     """What the CPU stage hands to labelling: topics, their words and documents, the map, the themes."""
@@ -109,6 +148,8 @@ class Clusters:
     scores: Scores | None
     topic_model: object | None = None  # the fitted BERTopic model (not kept in the artifact store; its export is)
     outliers: OutlierReduction | None = None  # what outlier reduction did; None when it was off
+    # (n_themes,) int32, the domain of each theme; empty under 8 themes
+    domain_of: np.ndarray = field(default_factory=lambda: np.array([], dtype=np.int32))
 
 
 def cluster_stage(
@@ -154,14 +195,17 @@ def cluster_stage(
         scores = score([r.keywords for r in representations], doc_topics, texts, analyzer)
     ids = [r.topic for r in representations]
     with steps.step("themes"):
-        theme_of = (
-            group_topics(topic_vectors(embeddings, doc_topics, ids), np.array([r.size for r in representations]))
-            if ids else np.array([], dtype=np.int32)
-        )
+        theme_of = domain_of = np.array([], dtype=np.int32)
+        if ids:
+            vectors, sizes = topic_vectors(embeddings, doc_topics, ids), np.array([r.size for r in representations])
+            theme_of = group_topics(vectors, sizes)
+        if len(theme_of):
+            theme_sizes = np.bincount(theme_of, weights=sizes).astype(np.int64)
+            domain_of = group_themes(theme_vectors(vectors, sizes, theme_of), theme_sizes)
     progress("representing", 10, 10)
     return Clusters(representations, doc_topics.astype(np.int32), original_doc_topics,
                     np.asarray(coords, dtype=np.float32), np.asarray(theme_of, dtype=np.int32), scores, topic_model,
-                    reduction)
+                    reduction, np.asarray(domain_of, dtype=np.int32))
 
 
 def label_inputs(
@@ -172,7 +216,8 @@ def label_inputs(
 
 
 def assemble(clusters: Clusters, labels: list[Label], themes: list[ThemeResult], embeddings: np.ndarray,
-             timings: dict[str, float] | None = None, faithful: FaithfulLabels | None = None) -> PipelineResult:
+             timings: dict[str, float] | None = None, faithful: FaithfulLabels | None = None,
+             domains: Sequence[DomainResult] = ()) -> PipelineResult:
     """The job's result; with ``faithful``, its labels (the re-asked ones kept) and scores replace ``labels``."""
     theme_of = clusters.theme_of
     labels = faithful.labels if faithful is not None else labels
@@ -184,6 +229,7 @@ def assemble(clusters: Clusters, labels: list[Label], themes: list[ThemeResult],
         ],
         faithful=faithful,
         themes=themes,
+        domains=list(domains),
         doc_topics=clusters.doc_topics,
         original_doc_topics=clusters.original_doc_topics,
         scores=clusters.scores,
@@ -221,24 +267,23 @@ def run_pipeline(
     clusters = cluster_stage(texts, embeddings, params, embedding_model, config, progress)
     lap("clustering")
     labelling = labeler if params.generate_labels else None
-    labels, themes, faithful = label_stage(clusters, texts, labelling, config, progress,
-                                           embeddings=embeddings, embedding_model=embedding_model,
-                                           language=params.label_language)
+    labels, themes, faithful, domains = label_stage(clusters, texts, labelling, config, progress,
+                                                    embeddings=embeddings, embedding_model=embedding_model,
+                                                    language=params.label_language)
     lap("labelling")
     log.info("pipeline on %d documents: %s", len(texts), timings)
-    return assemble(clusters, labels, themes, embeddings, timings, faithful)
+    return assemble(clusters, labels, themes, embeddings, timings, faithful, domains)
 
 
 def label_stage(clusters: Clusters, texts, labeler: Labeler | None, config: PipelineConfig,
                 progress: Progress = no_progress, embeddings: np.ndarray | None = None,
                 embedding_model=None, language: str | None = None
-                ) -> tuple[list[Label], list[ThemeResult], FaithfulLabels | None]:
+                ) -> tuple[list[Label], list[ThemeResult], FaithfulLabels | None, list[DomainResult]]:
     """Topic labels, their faithfulness (unfaithful ones asked again; with a labeler, ``embeddings`` (n, dim)
-    and ``embedding_model`` only), then theme labels, with one progress bar over all; every label asked in
-    ``language`` when given."""
+    and ``embedding_model`` only), then theme labels and domain labels, with one progress bar over all; every
+    label asked in ``language`` when given."""
     ids = [r.topic for r in clusters.representations]
-    n_themes = int(clusters.theme_of.max()) + 1 if len(clusters.theme_of) else 0
-    steps = len(ids) + n_themes
+    steps = label_steps(clusters)
     inputs = label_inputs(clusters.representations, texts)
     labels = label_topics(inputs, labeler, doc_budget=config.doc_tokens,
                           doc_count=config.doc_count, progress=lambda stage, done, _total: progress(stage, done, steps),
@@ -252,7 +297,10 @@ def label_stage(clusters: Clusters, texts, labeler: Labeler | None, config: Pipe
     themes = label_themes(clusters.representations, labels, clusters.theme_of, labeler,
                           progress=lambda stage, done, _total: progress(stage, len(ids) + done, steps),
                           language=language)
-    return labels, themes, faithful
+    domains = label_domains(themes, labels, clusters.representations, clusters.domain_of, labeler,
+                            progress=lambda stage, done, _total: progress(stage, len(ids) + len(themes) + done, steps),
+                            language=language)
+    return labels, themes, faithful, domains
 
 
 def faithful_labels(labels: list[Label], inputs: Sequence[LabelInput], doc_embeddings: np.ndarray,
