@@ -293,6 +293,23 @@ def load_array(store: ArtifactStore, key: str) -> np.ndarray | None:
         return np.load(handle, allow_pickle=False)
 
 
+def read_npy_header(handle: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran_order, dtype) of the .npy file open at its start in ``handle``, which is left at its data."""
+    version = np.lib.format.read_magic(handle)
+    header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    return header(handle)
+
+
+def array_shape(store: ArtifactStore, key: str) -> tuple[int, ...] | None:
+    """The shape of the .npy array under ``key`` from its header alone (None when there is none)."""
+    try:
+        handle = store.reader(key)
+    except FileNotFoundError:
+        return None
+    with handle:
+        return tuple(read_npy_header(handle)[0])
+
+
 def load_rows(store: ArtifactStore, key: str, rows: np.ndarray, block: int = 8192) -> np.ndarray | None:
     """Rows ``rows`` (m,) (sorted indices) of the 2-D .npy array under ``key``, as an (m, ...) array (None when
     there is none), read ``block`` rows at a time in one forward pass: never the whole array in memory."""
@@ -302,9 +319,7 @@ def load_rows(store: ArtifactStore, key: str, rows: np.ndarray, block: int = 819
         return None
     rows = np.asarray(rows, dtype=np.int64)
     with handle:
-        version = np.lib.format.read_magic(handle)
-        header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = header(handle)
+        shape, fortran, dtype = read_npy_header(handle)
         if fortran:
             raise ValueError(f"{key}: a Fortran-ordered array cannot be read by rows")
         row_shape = tuple(shape[1:])

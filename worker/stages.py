@@ -27,7 +27,7 @@ from shared import jobs, work
 from shared.db import transaction
 from shared.models import WorkItem
 from shared.schemas import JobParams
-from shared.storage import ArtifactStore, load_array, load_rows, map_key, model_key, save_array
+from shared.storage import ArtifactStore, array_shape, load_array, load_rows, map_key, model_key, save_array
 from worker import artifacts
 from worker.heartbeat import Heartbeat
 from worker.pipeline.embed import embed
@@ -242,15 +242,8 @@ class StageRunner:
 
     def _cached(self, key: str, n: int) -> bool:
         """Whether the cache holds embeddings of all ``n`` documents under ``key``; reads the .npy header only."""
-        try:
-            handle = self.store.reader(key)
-        except FileNotFoundError:
-            return False
-        with handle:
-            version = np.lib.format.read_magic(handle)
-            header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, _fortran, _dtype = header(handle)
-        return len(shape) == 2 and shape[0] == n
+        shape = array_shape(self.store, key)
+        return shape is not None and len(shape) == 2 and shape[0] == n
 
     def _embeddings(self, job_id: str, key: str, n: int) -> np.ndarray:
         """The job's embeddings (n, dim): the cache entry, or else its chunks filled one at a time into one array
@@ -287,15 +280,12 @@ class StageRunner:
         if clusters.topic_model is not None:
             self.store.put(model_key(item.job_id), model_archive(clusters.topic_model, self.embedding_model_ref))
         labelled = params.generate_labels and len(clusters.representations) > 0
-        then = [("label", 0) if labelled else ("save", 0)]
-        with transaction(self.factory) as session:  # done, the next item and the label plan, all or nothing
-            done = work.complete(session, item, time.monotonic() - started, then)
-            if done and labelled:  # what the job's labelling estimate counts down from
-                n_themes = int(clusters.theme_of.max()) + 1 if len(clusters.theme_of) else 0
-                jobs.plan_labels(session, item.job_id, len(clusters.representations), n_themes)
-        for stage, _chunk in then if done else ():
-            self._ring(work.QUEUE_OF[stage])
-        return done
+        if not labelled:
+            return self._complete(item, time.monotonic() - started, [("save", 0)])
+        n_themes = int(clusters.theme_of.max()) + 1 if len(clusters.theme_of) else 0
+        # Done, the next item and the label plan (what the job's labelling estimate counts down from), all or nothing.
+        return self._complete(item, time.monotonic() - started, [("label", 0)], also=lambda session: jobs.plan_labels(
+            session, item.job_id, len(clusters.representations), n_themes))
 
     def _save(self, item: WorkItem, claim: Claim, started: float) -> bool:
         with transaction(self.factory) as session:
@@ -452,9 +442,14 @@ class StageRunner:
 
     # -- endings ----------------------------------------------------------------------------------------
 
-    def _complete(self, item: WorkItem, seconds: float, then: list[tuple[str, int]]) -> bool:
+    def _complete(self, item: WorkItem, seconds: float, then: list[tuple[str, int]],
+                  also: Callable[[Session], None] | None = None) -> bool:
+        """Mark ``item`` done and make ``then`` ready (with ``also`` in the same transaction, when it was done), then
+        ring their queues."""
         with transaction(self.factory) as session:
             done = work.complete(session, item, seconds, then)
+            if done and also is not None:
+                also(session)
         for stage, _chunk in then if done else ():
             self._ring(work.QUEUE_OF[stage])
         return done
