@@ -66,8 +66,17 @@ def fill(template: str, documents: Sequence[str], keywords: Sequence[str]) -> st
 
     Each document is one line of the list (``one_line``: no line breaks, terminal escapes or invisible
     characters), so that none can end the list and pose as the prompt's own text."""
-    values = {"[DOCUMENTS]": "\n".join(f"- {one_line(doc)}" for doc in documents), "[KEYWORDS]": ", ".join(keywords)}
-    return re.sub(r"\[DOCUMENTS\]|\[KEYWORDS\]", lambda match: values[match.group(0)], template)
+    return _filled(template, {"[DOCUMENTS]": _bullets(documents), "[KEYWORDS]": ", ".join(keywords)})
+
+
+def _bullets(documents: Sequence[str]) -> str:
+    """One ``- `` line per document (``one_line``)."""
+    return "\n".join(f"- {one_line(doc)}" for doc in documents)
+
+
+def _filled(template: str, values: dict[str, str]) -> str:
+    """``template`` with each tag of ``values`` replaced in one pass (a value holding a tag stays as it is)."""
+    return re.sub("|".join(re.escape(tag) for tag in values), lambda match: values[match.group(0)], template)
 
 
 def build_messages(
@@ -186,8 +195,5 @@ CONTRAST_NOTE = (
 def contrast_note(own_label: str, competitor_label: str, competitor_documents: Sequence[str]) -> str:
     """CONTRAST_NOTE filled in: the topic's label, the competing topic's label and its documents (each one line,
     as in ``fill``), in one pass."""
-    documents = "\n".join(f"- {one_line(doc)}" for doc in competitor_documents)
-    values = {"[OWN]": one_line(own_label), "[COMPETITOR]": one_line(competitor_label),
-              "[COMPETITOR_DOCUMENTS]": documents}
-    return re.sub(r"\[OWN\]|\[COMPETITOR\]|\[COMPETITOR_DOCUMENTS\]", lambda match: values[match.group(0)],
-                  CONTRAST_NOTE)
+    return _filled(CONTRAST_NOTE, {"[OWN]": one_line(own_label), "[COMPETITOR]": one_line(competitor_label),
+                                   "[COMPETITOR_DOCUMENTS]": _bullets(competitor_documents)})
