@@ -75,7 +75,7 @@ def test_a_theme_prompt_lists_at_most_its_largest_topics():
 
     from worker.pipeline.label import Label
     from worker.pipeline.represent import TopicRepresentation
-    from worker.pipeline.run import THEME_TOPICS, label_themes
+    from worker.pipeline.levels import THEME_TOPICS, label_themes
 
     n = THEME_TOPICS + 15
     representations = [TopicRepresentation(i, n - i, [f"word{i}"], {}, []) for i in range(n)]
@@ -92,7 +92,7 @@ def test_a_theme_answered_with_one_of_its_topics_labels_is_asked_again():
 
     from worker.pipeline.label import Label
     from worker.pipeline.represent import TopicRepresentation
-    from worker.pipeline.run import label_themes
+    from worker.pipeline.levels import label_themes
 
     representations = [TopicRepresentation(i, 10 - i, [f"word{i}"], {}, []) for i in range(4)]
     labels = [Label(text, "llm") for text in ["Card games", "Board games", "Text editors", "Image viewers"]]
@@ -108,7 +108,7 @@ def test_a_label_language_is_asked_for_in_every_prompt_retries_and_themes_includ
 
     from worker.pipeline.label import Label
     from worker.pipeline.represent import TopicRepresentation
-    from worker.pipeline.run import label_themes
+    from worker.pipeline.levels import label_themes
 
     labeler = Scripted(["Bibliothèques Python", "Qt", "bibliothèques python"], ["Tableaux de données"])
     labels = label_topics(TOPICS, labeler, doc_budget=5, language="French")
@@ -130,7 +130,7 @@ def _hierarchy(n_themes=4, per_theme=2):
     """Topics (``per_theme`` to each of ``n_themes`` themes, largest first) with labels and theme results."""
     from worker.pipeline.label import Label
     from worker.pipeline.represent import TopicRepresentation
-    from worker.pipeline.run import ThemeResult
+    from worker.pipeline.levels import ThemeResult
 
     n = n_themes * per_theme
     representations = [TopicRepresentation(i, 100 - i, [f"word{i}", f"term{i}", f"extra{i}", f"more{i}"], {}, [])
@@ -144,7 +144,7 @@ def _hierarchy(n_themes=4, per_theme=2):
 def test_a_domain_prompt_holds_its_themes_labels_a_few_of_their_topics_and_its_keywords():
     import numpy as np
 
-    from worker.pipeline.run import DOMAIN_THEME_TOPICS, label_domains
+    from worker.pipeline.levels import DOMAIN_THEME_TOPICS, label_domains
 
     representations, labels, themes = _hierarchy(n_themes=4, per_theme=DOMAIN_THEME_TOPICS + 2)
     labeler = Scripted(["Science", "Leisure"])
@@ -162,7 +162,7 @@ def test_a_domain_prompt_holds_its_themes_labels_a_few_of_their_topics_and_its_k
 def test_a_domain_answered_with_a_themes_label_is_asked_again_and_domains_are_distinct():
     import numpy as np
 
-    from worker.pipeline.run import label_domains
+    from worker.pipeline.levels import label_domains
 
     representations, labels, themes = _hierarchy(n_themes=6)
     labeler = Scripted(["theme 0", "Leisure", "leisure"], ["Science", "Hobbies"])
@@ -177,7 +177,7 @@ def test_a_domain_answered_with_a_themes_label_is_asked_again_and_domains_are_di
 def test_domains_without_a_labeler_are_named_by_their_keywords_and_none_without_domains():
     import numpy as np
 
-    from worker.pipeline.run import label_domains
+    from worker.pipeline.levels import label_domains
 
     representations, labels, themes = _hierarchy(n_themes=4)
     domains = label_domains(themes, labels, representations, np.array([0, 0, 1, 1], dtype=np.int32), None,
@@ -185,6 +185,40 @@ def test_domains_without_a_labeler_are_named_by_their_keywords_and_none_without_
     assert [(d.label.text, d.label.source) for d in domains] == [("word0, term0, extra0, word1", "keywords"),
                                                                 ("word4, term4, extra4, word5", "keywords")]
     assert label_domains(themes, labels, representations, np.array([], dtype=np.int32), None, lambda *_: None) == []
+
+
+def test_the_levels_run_in_order_on_the_scored_labels_with_one_progress_bar():
+    """label_levels, as both the one-process pipeline and the worker's label item run it: the labels are scored
+    first and the themes are asked about the kept labels, then the domains; the bar counts on from the topic
+    labels to one step per topic, theme and domain; ``between`` runs after each level."""
+    import numpy as np
+
+    from worker.pipeline.label import Label
+    from worker.pipeline.levels import label_levels
+    from worker.pipeline.reask import FaithfulLabels
+
+    representations, labels, _ = _hierarchy(n_themes=4)  # 8 topics
+    theme_of, domain_of = np.repeat(np.arange(4, dtype=np.int32), 2), np.array([0, 0, 1, 1], dtype=np.int32)
+    kept = [Label("Rewritten 0", "llm"), *labels[1:]]
+    events = []
+
+    def score(given):
+        events.append(("score", [l.text for l in given]))
+        return FaithfulLabels(kept, [0.9] * 8, 0.5, 0.6, [0], [0])
+
+    labeler = Scripted(["A", "B", "C", "D"], ["Upper", "Lower"])
+    levels = label_levels(representations, labels, theme_of, domain_of, labeler,
+                          progress=lambda stage, done, total: events.append((stage, done, total)), score=score,
+                          between=lambda: events.append("between"))
+    assert [t.label.text for t in levels.themes] == ["A", "B", "C", "D"]
+    assert [d.label.text for d in levels.domains] == ["Upper", "Lower"] and levels.labels is kept
+    assert events[0] == ("score", [f"Topic {i}" for i in range(8)]) and events.count("between") == 2
+    assert "Rewritten 0" in labeler.asked[0][0][-1]["content"]  # the first theme saw the kept label
+    counts = [e[1:] for e in events if isinstance(e, tuple) and e[0] != "score"]
+    # The scripted labeller reports no progress of its own: each level's bar starts where the one below ends.
+    assert (8, 14) in counts and (12, 14) in counts and all(8 <= done <= 14 and total == 14 for done, total in counts)
+    unscored = label_levels(representations, labels, theme_of, domain_of, None)
+    assert unscored.faithful is None and unscored.labels is labels and len(unscored.domains) == 2
 
 
 def _embed_from(table):

@@ -19,7 +19,8 @@ from worker.pipeline.label import Label
 from worker.pipeline.outliers import OutlierReduction
 from worker.pipeline.reask import FaithfulLabels
 from worker.pipeline.represent import TopicRepresentation
-from worker.pipeline.run import Clusters, DomainResult, ThemeResult
+from worker.pipeline.levels import DomainResult, ThemeResult
+from worker.pipeline.run import Clusters
 from worker.pipeline.scores import Scores
 
 

@@ -37,9 +37,9 @@ from worker.pipeline.label import LabelInput, LabelRequest, label_batch, label_t
 from worker.pipeline.progress import overall
 from worker.pipeline.reask import FaithfulLabels
 from worker.pipeline.static_map import render_map
+from worker.pipeline.levels import label_levels
 from worker.pipeline.run import (
-    Clusters, PipelineConfig, PipelineResult, assemble, cluster_stage, faithful_labels, label_domains, label_inputs,
-    label_steps, label_themes,
+    Clusters, PipelineConfig, PipelineResult, assemble, cluster_stage, faithful_labels, label_inputs, label_steps,
 )
 
 log = logging.getLogger(__name__)
@@ -300,9 +300,8 @@ class StageRunner:
             faithful = artifacts.get_faithful(self.store, item.job_id)
         else:  # keyword labels, which need no LLM (and are not scored: that would need the embedding model)
             labels = label_topics([LabelInput(r.keywords, []) for r in clusters.representations], None, doc_budget=0)
-            themes = label_themes(clusters.representations, labels, clusters.theme_of, None, lambda *_: None)
-            domains = label_domains(themes, labels, clusters.representations, clusters.domain_of, None,
-                                    lambda *_: None)
+            levels = label_levels(clusters.representations, labels, clusters.theme_of, clusters.domain_of, None)
+            themes, domains = levels.themes, levels.domains
         result = assemble(clusters, labels, themes, np.zeros((0, 0), dtype=np.float32), faithful=faithful,
                           domains=domains)
         self._static_maps(item.job_id, result)
@@ -396,30 +395,21 @@ class StageRunner:
         )
 
     def _themes(self, item: WorkItem, claim: Claim, clusters: Clusters, chunks: int, started: float) -> str:
-        """The job's last label item: its labels' faithfulness (unfaithful ones asked again), then its themes, then
-        its domains."""
+        """The job's last label item: the levels above its topic labels (``label_levels``: their faithfulness,
+        unfaithful ones asked again, then its themes, then its domains)."""
         labels = artifacts.get_labels(self.store, item.job_id, chunks)
         progress = Progress(self.factory, claim, item.job_id)
-        n_topics = len(labels)
-        steps = label_steps(clusters)
-        progress("labelling", n_topics, steps)
+        progress("labelling", len(labels), label_steps(clusters))
         with transaction(self.factory) as session:
             language = _label_language(session, item.job_id)
-        faithful = self._faithfulness(item.job_id, clusters, labels, language)
-        if faithful is not None:
-            artifacts.put_faithful(self.store, item.job_id, faithful)
-            labels = faithful.labels
-            claim.check(item.job_id)
-        themes = label_themes(clusters.representations, labels, clusters.theme_of, self.labeler(),
-                              progress=lambda stage, done, _total: progress(stage, n_topics + done, steps),
-                              language=language)
-        artifacts.put_themes(self.store, item.job_id, themes)
-        claim.check(item.job_id)
-        domains = label_domains(themes, labels, clusters.representations, clusters.domain_of, self.labeler(),
-                                progress=lambda stage, done, _total: progress(stage, n_topics + len(themes) + done,
-                                                                              steps),
-                                language=language)
-        artifacts.put_domains(self.store, item.job_id, domains)
+        levels = label_levels(clusters.representations, labels, clusters.theme_of, clusters.domain_of,
+                              self.labeler(), progress, language=language,
+                              score=lambda labels: self._faithfulness(item.job_id, clusters, labels, language),
+                              between=lambda: claim.check(item.job_id))
+        if levels.faithful is not None:
+            artifacts.put_faithful(self.store, item.job_id, levels.faithful)
+        artifacts.put_themes(self.store, item.job_id, levels.themes)
+        artifacts.put_domains(self.store, item.job_id, levels.domains)
         return "done" if self._complete(item, time.monotonic() - started, [("save", 0)]) else "superseded"
 
     def _faithfulness(self, job_id: str, clusters: Clusters, labels: list,

@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shared.prompts import DOMAIN_PROMPT, THEME_PROMPT
 from shared.schemas import DEFAULT_OUTLIER_THRESHOLD, JobParams, default_min_samples, default_min_topic_size
 from worker.labeling.base import Labeler
 from worker.pipeline.cluster import cluster
 from worker.pipeline.embed import DEFAULT_WINDOWS, embed
 from worker.pipeline.faithfulness import sample_documents
 from worker.pipeline.label import Label, LabelInput, label_topics
+from worker.pipeline.levels import DomainResult, Levels, ThemeResult, groups, label_levels
 from worker.pipeline.outliers import OutlierReduction, reduce_outliers
 from worker.pipeline.progress import NO_STEPS, Progress, Steps, Ticker, no_progress
 from worker.pipeline.reask import FaithfulLabels, reask_unfaithful
@@ -34,22 +34,6 @@ class TopicResult:
     label: Label
     theme: int | None = None
     faithfulness: float | None = None  # share of its documents whose nearest label is its own; None: not scored
-
-
-@dataclass(frozen=True)
-class ThemeResult:
-    theme: int
-    label: Label
-    topics: list[int]  # topic ids, largest first
-    size: int  # documents in its topics
-
-
-@dataclass(frozen=True)
-class DomainResult:
-    domain: int
-    label: Label
-    themes: list[int]  # theme ids, largest first
-    size: int  # documents in its themes
 
 
 @dataclass
@@ -71,10 +55,6 @@ class PipelineResult:
         return int((self.doc_topics < 0).sum())
 
 
-THEME_TOPICS = 20  # topics shown in a theme's label prompt, at most
-DOMAIN_THEME_TOPICS = 3  # topics named under each theme in a domain's label prompt
-
-
 @dataclass
 class PipelineConfig:
     embedding_batch_size: int = 64
@@ -84,56 +64,9 @@ class PipelineConfig:
     seed: int = 42  # UMAP's and the representative-document sample's; bench/quality.py varies it
 
 
-def label_themes(representations, labels, theme_of: np.ndarray, labeler, progress: Progress,
-                 language: str | None = None) -> list[ThemeResult]:
-    """One label per theme, from the labels and keywords of its topics (one LLM prompt per theme), in
-    ``language`` when given."""
-    if not len(theme_of):
-        return []
-    members = [[i for i in range(len(theme_of)) if theme_of[i] == theme] for theme in range(int(theme_of.max()) + 1)]
-    inputs = []
-    for group in members:
-        keywords = list(dict.fromkeys(w for i in group for w in representations[i].keywords[:5]))[:10]
-        # The largest topics of the theme (ids run by size), so a prompt fits the LLM's context however many.
-        lines = [f"{labels[i].text} ({', '.join(representations[i].keywords[:5])})" for i in group[:THEME_TOPICS]]
-        inputs.append(LabelInput(keywords, lines))
-    # A theme's label must not be one of its topics' labels (a theme is broader than any of them): a theme
-    # answered with a topic's label is asked once more with the taken labels listed.
-    theme_labels = label_topics(inputs, labeler, doc_budget=60, template=THEME_PROMPT, progress=progress,
-                                earlier=labels, language=language)
-    return [
-        ThemeResult(theme, label, [representations[i].topic for i in group], sum(representations[i].size for i in group))
-        for theme, (label, group) in enumerate(zip(theme_labels, members))
-    ]
-
-
-def label_domains(themes: Sequence[ThemeResult], labels: Sequence[Label], representations, domain_of: np.ndarray,
-                  labeler, progress: Progress, language: str | None = None) -> list[DomainResult]:
-    """One label per domain (``domain_of``: (n_themes,) the domain of each theme of ``themes``), from its themes'
-    labels, the labels of their largest topics and the domain's top keywords (one LLM prompt per domain), in
-    ``language`` when given; a domain answering with a theme's or a topic's label is asked again."""
-    if not len(domain_of) or not themes:
-        return []
-    index_of = {r.topic: i for i, r in enumerate(representations)}
-    members = [[th for th in themes if domain_of[th.theme] == domain] for domain in range(int(domain_of.max()) + 1)]
-    inputs = []
-    for group in members:
-        topics = [index_of[t] for th in group for t in th.topics]
-        keywords = list(dict.fromkeys(w for i in topics for w in representations[i].keywords[:3]))[:10]
-        named = [[labels[index_of[t]].text for t in th.topics[:DOMAIN_THEME_TOPICS]] for th in group]
-        lines = [f"{th.label.text} (topics: {'; '.join(names)})" for th, names in zip(group, named)]
-        inputs.append(LabelInput(keywords, lines))
-    domain_labels = label_topics(inputs, labeler, doc_budget=60, template=DOMAIN_PROMPT, progress=progress,
-                                 earlier=[*labels, *(th.label for th in themes)], language=language)
-    return [DomainResult(domain, label, [th.theme for th in group], sum(th.size for th in group))
-            for domain, (label, group) in enumerate(zip(domain_labels, members))]
-
-
 def label_steps(clusters: Clusters) -> int:
     """The labels a job's label stage makes: one per topic, theme and domain (its progress bar's steps)."""
-    n_themes = int(clusters.theme_of.max()) + 1 if len(clusters.theme_of) else 0
-    n_domains = int(clusters.domain_of.max()) + 1 if len(clusters.domain_of) else 0
-    return len(clusters.representations) + n_themes + n_domains
+    return len(clusters.representations) + groups(clusters.theme_of) + groups(clusters.domain_of)
 
 
 @dataclass
@@ -267,40 +200,35 @@ def run_pipeline(
     clusters = cluster_stage(texts, embeddings, params, embedding_model, config, progress)
     lap("clustering")
     labelling = labeler if params.generate_labels else None
-    labels, themes, faithful, domains = label_stage(clusters, texts, labelling, config, progress,
-                                                    embeddings=embeddings, embedding_model=embedding_model,
-                                                    language=params.label_language)
+    levels = label_stage(clusters, texts, labelling, config, progress, embeddings=embeddings,
+                         embedding_model=embedding_model, language=params.label_language)
     lap("labelling")
     log.info("pipeline on %d documents: %s", len(texts), timings)
-    return assemble(clusters, labels, themes, embeddings, timings, faithful, domains)
+    return assemble(clusters, levels.labels, levels.themes, embeddings, timings, levels.faithful, levels.domains)
 
 
 def label_stage(clusters: Clusters, texts, labeler: Labeler | None, config: PipelineConfig,
                 progress: Progress = no_progress, embeddings: np.ndarray | None = None,
-                embedding_model=None, language: str | None = None
-                ) -> tuple[list[Label], list[ThemeResult], FaithfulLabels | None, list[DomainResult]]:
-    """Topic labels, their faithfulness (unfaithful ones asked again; with a labeler, ``embeddings`` (n, dim)
-    and ``embedding_model`` only), then theme labels and domain labels, with one progress bar over all; every
-    label asked in ``language`` when given."""
+                embedding_model=None, language: str | None = None) -> Levels:
+    """Topic labels, then the levels above them (``label_levels``: faithfulness, with a labeler, ``embeddings``
+    (n, dim) and ``embedding_model`` only; themes; domains), with one progress bar over all; every label asked in
+    ``language`` when given."""
     ids = [r.topic for r in clusters.representations]
     steps = label_steps(clusters)
     inputs = label_inputs(clusters.representations, texts)
     labels = label_topics(inputs, labeler, doc_budget=config.doc_tokens,
                           doc_count=config.doc_count, progress=lambda stage, done, _total: progress(stage, done, steps),
                           language=language)
-    faithful = None
-    if labeler is not None and embeddings is not None and embedding_model is not None and ids:
+
+    def score(labels: list[Label]) -> FaithfulLabels | None:
+        if labeler is None or embeddings is None or embedding_model is None or not ids:
+            return None
         picked = sample_documents(clusters.doc_topics, ids, seed=config.seed)
-        faithful = faithful_labels(labels, inputs, embeddings[picked], clusters.doc_topics[picked], ids,
-                                   embedding_model, labeler, config, language=language)
-        labels = faithful.labels
-    themes = label_themes(clusters.representations, labels, clusters.theme_of, labeler,
-                          progress=lambda stage, done, _total: progress(stage, len(ids) + done, steps),
-                          language=language)
-    domains = label_domains(themes, labels, clusters.representations, clusters.domain_of, labeler,
-                            progress=lambda stage, done, _total: progress(stage, len(ids) + len(themes) + done, steps),
-                            language=language)
-    return labels, themes, faithful, domains
+        return faithful_labels(labels, inputs, embeddings[picked], clusters.doc_topics[picked], ids,
+                               embedding_model, labeler, config, language=language)
+
+    return label_levels(clusters.representations, labels, clusters.theme_of, clusters.domain_of, labeler, progress,
+                        score=score, language=language)
 
 
 def faithful_labels(labels: list[Label], inputs: Sequence[LabelInput], doc_embeddings: np.ndarray,
