@@ -18,7 +18,8 @@ from tests.test_stages import corpus_texts, items_of  # noqa: F401 (the fixture)
 from worker import artifacts
 from worker.pipeline.progress import overall
 from worker.pipeline.run import PipelineConfig
-from worker.stages import Chunking, ChunkProgress, Claim, StageRunner
+from worker.claims import ChunkProgress, Claim
+from worker.stages import Chunking, StageRunner
 
 CHUNKS = Chunking(embed_documents=20, label_topics=8, label_jobs=4, embed_window=4)
 

@@ -81,7 +81,7 @@ def test_a_real_run_meets_the_target_share_and_reports_the_threshold_it_reached(
     most 2 of the 500 are left, and the job's scores say so."""
     from shared.schemas import DEFAULT_OUTLIER_THRESHOLD, JobParams
     from worker.pipeline.run import PipelineConfig, run_pipeline
-    from worker.stages import job_scores
+    from worker.results import job_scores
 
     texts, embeddings = news
     params = JobParams(max_outlier_share=0.005, generate_labels=False)

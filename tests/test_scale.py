@@ -106,7 +106,7 @@ def test_the_neighbour_graph_is_the_same_on_one_thread_as_on_two(chapters):
 
 def test_a_step_without_a_callback_still_moves_progress_and_passes_on_a_cancel():
     from worker.pipeline.progress import Ticker
-    from worker.stages import JobCancelled
+    from worker.claims import JobCancelled
 
     reports = []
     with Ticker(lambda *report: reports.append(report), "reducing", 0, 350, 1000, expected_s=0.2, interval=0.02):

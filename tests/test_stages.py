@@ -438,7 +438,7 @@ def _labels(runner, job_id):
 def test_a_cancel_check_between_umap_epochs_stops_the_fit():
     """UMAP has no callback: its epoch bar's refreshes call the check, whose exception ends the fit."""
     from worker.pipeline.reduce import fit_umap
-    from worker.stages import JobCancelled
+    from worker.claims import JobCancelled
 
     vectors = np.random.default_rng(0).normal(size=(200, 16)).astype(np.float32)
     calls = []

@@ -16,7 +16,7 @@ import gc
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,14 +29,14 @@ from shared.models import WorkItem
 from shared.schemas import JobParams
 from shared.storage import ArtifactStore, array_shape, load_array, load_rows, map_key, model_key, save_array
 from worker import artifacts
-from worker.heartbeat import Heartbeat
+from worker.claims import ChunkProgress, Claim, ClaimLost, JobCancelled, Progress
 from worker.pipeline.embed import embed
 from worker.pipeline.export import model_archive
 from worker.pipeline.faithfulness import sample_documents
 from worker.pipeline.label import LabelInput, LabelRequest, label_batch, label_topics
-from worker.pipeline.progress import overall
 from worker.pipeline.reask import FaithfulLabels
 from worker.pipeline.static_map import render_map
+from worker.results import result_rows
 from worker.pipeline.levels import label_levels
 from worker.pipeline.run import (
     Clusters, PipelineConfig, PipelineResult, assemble, cluster_stage, faithful_labels, label_inputs, label_steps,
@@ -56,94 +56,12 @@ def out_of_memory_message(stage: str, exc: MemoryError) -> str:
             "submit fewer documents")
 
 
-class JobCancelled(Exception):
-    """The job left the running state (cancelled, or failed elsewhere) while this worker ran its item."""
-
-
-class ClaimLost(Exception):
-    """This worker's claim on the item was voided (it went silent and another worker took the item over)."""
-
-
 @dataclass(frozen=True)
 class Chunking:
     embed_documents: int = 2000  # documents per embedding item
     label_topics: int = 8  # topics per label item
     label_jobs: int = 4  # label items of different jobs taken into one batch
     embed_window: int = 4  # a job's embedding items ready or running at once: that many workers share one job
-
-
-class Claim:
-    """The items one worker holds, beaten every ``interval`` seconds with the database's clock. ``check()``
-    raises once an item's job stopped or the claim was lost."""
-
-    def __init__(self, factory: sessionmaker[Session], items: Sequence[WorkItem], interval: float) -> None:
-        self.factory, self.items = factory, list(items)
-        self.alive = {item.job_id for item in items}
-        self._heartbeat = Heartbeat(factory, self._beat, interval)
-
-    def _beat(self, session: Session) -> None:
-        self.alive = set(work.still_mine(session, self.items))
-
-    def check(self, job_id: str) -> None:
-        if job_id not in self.alive:
-            with transaction(self.factory) as session:  # a cancel or a take-over: say which
-                status = jobs.get_job(session, job_id).status
-            raise JobCancelled(job_id) if status != "running" else ClaimLost(job_id)
-
-    def __enter__(self) -> Claim:
-        self._heartbeat.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._heartbeat.__exit__(*exc)
-
-
-class Progress:
-    """Writes a job's stage and overall progress at most every ``interval`` seconds, and stops the stage (raises)
-    when the job was cancelled. A database error while writing progress is logged, never fatal."""
-
-    def __init__(self, factory: sessionmaker[Session], claim: Claim, job_id: str, interval: float = 0.5) -> None:
-        self.factory, self.claim, self.job_id, self.interval = factory, claim, job_id, interval
-        self._last = (None, 0.0)
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        self.report(stage, overall(stage, done, total), final=done >= total)
-
-    def report(self, stage: str, value: float, final: bool = False) -> None:
-        self.claim.check(self.job_id)
-        now = time.monotonic()
-        if stage == self._last[0] and not final and now - self._last[1] < self.interval:
-            return
-        self._last = (stage, now)
-        try:
-            with transaction(self.factory) as session:
-                self._write(session, stage, value)
-        except DBAPIError as exc:
-            log.warning("job %s: progress not saved (%s); the work goes on", self.job_id, exc)
-
-    def _write(self, session: Session, stage: str, value: float) -> None:
-        jobs.report_progress(session, self.job_id, stage, round(value, 4))
-
-    def check(self) -> None:
-        """For UMAP's epochs: raise if the job stopped."""
-        self.claim.check(self.job_id)
-
-
-class ChunkProgress(Progress):
-    """Embedding progress of one chunk while other workers embed the job's other chunks: the documents of its
-    finished chunks plus this chunk's ``done``, over all; never moving the job's progress backwards."""
-
-    def __init__(self, factory: sessionmaker[Session], claim: Claim, job_id: str, plan: work.ChunkPlan) -> None:
-        super().__init__(factory, claim, job_id)
-        self.plan, self._done = plan, 0
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        self._done = done
-        self.report(stage, 0.0, final=done >= total)  # the value needs the database: _write reads it
-
-    def _write(self, session: Session, stage: str, _value: float) -> None:
-        embedded = work.embedded_documents(session, self.job_id, self.plan) + self._done
-        work.raise_progress(session, self.job_id, stage, round(overall(stage, embedded, self.plan.documents), 4))
 
 
 @dataclass
@@ -498,67 +416,6 @@ class StageRunner:
 def embedding_chunks_prefix(job_id: str) -> str:
     """Where a job's embedding chunks live until its cache entry exists (the folder of its chunk keys)."""
     return artifacts.embedding_chunk_key(job_id, 0).rpartition("/")[0] + "/"
-
-
-def result_rows(result: PipelineResult, params: JobParams) -> dict:
-    """``jobs.finish`` keyword arguments for a pipeline result."""
-    domain_of = {theme: d.domain for d in result.domains for theme in d.themes}
-    return dict(
-        topics=[to_row(t) for t in result.topics],
-        themes=[jobs.ThemeRow(t.theme, t.label.text, t.label.source, t.topics, t.size, t.label.provenance,
-                              domain_of.get(t.theme))
-                for t in result.themes],
-        domains=[jobs.DomainRow(d.domain, d.label.text, d.label.source, d.themes, d.size, d.label.provenance)
-                 for d in result.domains],
-        scores=job_scores(result, params),
-        arrays={
-            "topic": result.doc_topics.astype(np.int32),
-            "topic_original": result.original_doc_topics.astype(np.int32),
-            "x": result.coords[:, 0].astype(np.float32),
-            "y": result.coords[:, 1].astype(np.float32),
-        },
-        n_outliers=result.n_outliers,
-    )
-
-
-def to_row(topic) -> jobs.TopicRow:
-    rep = topic.representation
-    return jobs.TopicRow(
-        topic=rep.topic,
-        size=rep.size,
-        label=topic.label.text,
-        label_source=topic.label.source,
-        keywords=rep.keywords,
-        representations=rep.representations,
-        representative_docs=rep.representative_docs,
-        theme=topic.theme,
-        keyword_weights=rep.keyword_weights,
-        faithfulness=topic.faithfulness,
-        provenance=topic.label.provenance,
-    )
-
-
-def job_scores(result: PipelineResult, params: JobParams) -> dict:
-    """What the job page and API show to compare runs: the scores, and which assignment they describe."""
-    scores = result.scores.as_dict() if result.scores else {}
-    before = float((result.original_doc_topics < 0).mean()) if len(result.original_doc_topics) else 0.0
-    if result.faithful is not None and result.faithful.after is not None:
-        scores |= {
-            "label_faithfulness": round(result.faithful.after, 4),
-            "label_faithfulness_before": round(result.faithful.before, 4),
-            "labels_flagged": len(result.faithful.flagged),
-            "labels_reasked_kept": len(result.faithful.kept),
-        }
-    scores |= {
-        "assignment": "reduced" if params.reduce_outliers else "original",
-        "outlier_share_before_reduction": round(before, 4),
-        "outliers_reassigned": int(((result.original_doc_topics < 0) & (result.doc_topics >= 0)).sum()),
-    }
-    if result.outliers is not None:  # the threshold it ended at, and whether a max_outlier_share was met
-        scores["outlier_threshold"] = round(result.outliers.threshold, 4)
-        if result.outliers.target is not None:
-            scores |= {"max_outlier_share": result.outliers.target, "outlier_target_met": result.outliers.met}
-    return scores
 
 
 def record_failure(factory: sessionmaker[Session], fail: Callable[[Session, str], None], logger: logging.Logger,
