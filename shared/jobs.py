@@ -178,9 +178,10 @@ def report_progress(session: Session, job_id: str, stage: str, progress: float) 
     return result.rowcount == 1
 
 
-def plan_labels(session: Session, job_id: str, topics: int, themes: int) -> None:
-    """Record how many topics and themes the job's label stage has to label (clustering found them)."""
-    session.execute(update(Job).where(Job.id == job_id).values(topics_to_label=topics, themes_to_label=themes))
+def plan_labels(session: Session, job_id: str, topics: int, themes: int, domains: int = 0) -> None:
+    """Record how many topics, themes and domains the job's label stage has to label (clustering found them)."""
+    session.execute(update(Job).where(Job.id == job_id).values(topics_to_label=topics, themes_to_label=themes,
+                                                               domains_to_label=domains))
 
 
 def finish(

@@ -65,6 +65,7 @@ class Job(Base):
     # What its label stage has to label, set when clustering is done (None before, and when labels are off).
     topics_to_label: Mapped[int | None] = mapped_column(Integer)
     themes_to_label: Mapped[int | None] = mapped_column(Integer)
+    domains_to_label: Mapped[int | None] = mapped_column(Integer)
     # Who submitted it (None: submitted without accounts, TOPICQ_AUTH=none); a user is removed with their jobs.
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
 

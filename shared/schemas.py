@@ -231,7 +231,8 @@ class LabellingPublic(BaseModel):
 
     topics: int  # topics its label stage labels
     themes: int  # and themes
-    labels_left: int  # of both, not made yet (counted by its finished label items: a chunk of topics at a time)
+    domains: int = 0  # and domains
+    labels_left: int  # of all three, not made yet (counted by its finished label items: a chunk of topics at a time)
     seconds_per_label: float | None  # over the newest finished label work of this service; null: none timed yet
     measured_labels: int  # labels that figure comes from
     expected_seconds: float | None  # labels_left x seconds_per_label; null while no label was timed

@@ -20,6 +20,8 @@ def test_a_label_item_makes_its_chunks_topics_or_the_themes_after_them():
     assert [labels_in_item(c, 8, 20, 5) for c in range(4)] == [8, 8, 4, 5]
     assert labels_in_item(3, 8, 20, None) == 0  # a job without the plan recorded: its themes are not counted
     assert labels_in_item(5, 8, None, None) == 8  # topics unknown: a full chunk, as /metrics always counted
+    # With 4 domains the last item makes the 5 theme labels and the 4 domain labels.
+    assert [labels_in_item(c, 8, 20, 5, 4) for c in range(4)] == [8, 8, 4, 9]
 
 
 def test_the_summary_gives_the_time_left_or_says_none_was_measured():
@@ -27,6 +29,9 @@ def test_the_summary_gives_the_time_left_or_says_none_was_measured():
     assert timed.expected_seconds == pytest.approx(124.1)
     assert timed.summary == ("Labelling 20 topics and 5 themes: 17 labels left, about 2 min "
                              "(7.3 s a label over the last 40 labels on this service).")
+    with_domains = LabellingEstimate(topics=40, themes=9, labels_left=53, seconds_per_label=None, measured_labels=0,
+                                     domains=4)
+    assert with_domains.summary.startswith("Labelling 40 topics, 9 themes and 4 domains: 53 labels left;")
     untimed = LabellingEstimate(topics=1, themes=0, labels_left=1, seconds_per_label=None, measured_labels=0)
     assert untimed.expected_seconds is None
     assert untimed.summary == ("Labelling 1 topic: 1 label left; no label has been timed on this service yet, "
@@ -35,12 +40,13 @@ def test_the_summary_gives_the_time_left_or_says_none_was_measured():
                                                                     "2 h 5 min"]
 
 
-def clustered_job(sessions, topics: int, themes: int) -> str:
-    """A running job whose clustering is done: it has ``topics`` topics and ``themes`` themes to label."""
+def clustered_job(sessions, topics: int, themes: int, domains: int = 0) -> str:
+    """A running job whose clustering is done: it has ``topics`` topics, ``themes`` themes and ``domains`` domains
+    to label."""
     job_id = make_job(sessions)
     with transaction(sessions) as session:
         session.execute(update(Job).where(Job.id == job_id).values(status="running", stage="labelling"))
-        jobs.plan_labels(session, job_id, topics, themes)
+        jobs.plan_labels(session, job_id, topics, themes, domains)
     return job_id
 
 
@@ -85,6 +91,17 @@ def test_the_estimate_counts_down_the_jobs_labels_at_the_newest_measured_rate(se
     assert (since_then.labels, since_then.seconds) == (8 + 4 + 3 + 8, 352.0)
 
 
+def test_the_domains_are_labels_left_until_the_last_item_made_them(sessions):
+    job_id = clustered_job(sessions, topics=10, themes=4, domains=3)
+    assert (estimate(sessions, job_id).labels_left, estimate(sessions, job_id).domains) == (17, 3)
+    finish_label_items(sessions, job_id, [8.0, 2.0], T0)  # both topic chunks: 10 labels in 10 s
+    assert estimate(sessions, job_id).labels_left == 7 and estimate(sessions, job_id).seconds_per_label == 1.0
+    finish_label_items(sessions, job_id, [7.0], T0 + timedelta(minutes=5), first_chunk=2)  # themes and domains
+    assert estimate(sessions, job_id) is None
+    with sessions() as session:
+        assert label_rate(session, 8, newest=3).labels == 17
+
+
 def test_no_estimate_before_clustering_with_labels_off_or_once_labelled(sessions):
     assert estimate(sessions, make_job(sessions)) is None  # not clustered yet (or labels off: nothing planned)
     job_id = clustered_job(sessions, topics=3, themes=0)
@@ -117,7 +134,7 @@ def test_the_jobs_json_and_page_show_the_labelling_ahead(client, sessions):
     job_id = clustered_job(sessions, topics=20, themes=5)
     body = client.get(f"/api/v1/jobs/{job_id}").get_json()
     assert body["labelling"] == {
-        "topics": 20, "themes": 5, "labels_left": 25, "seconds_per_label": None, "measured_labels": 0,
+        "topics": 20, "themes": 5, "domains": 0, "labels_left": 25, "seconds_per_label": None, "measured_labels": 0,
         "expected_seconds": None,
         "summary": "Labelling 20 topics and 5 themes: 25 labels left; no label has been timed on this service yet, "
                    "so no estimate.",

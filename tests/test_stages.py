@@ -229,6 +229,9 @@ def test_a_job_with_many_themes_gets_domains_labelled_after_its_themes(sessions,
     assert len(set(labels)) == len(labels)
     assert artifacts.get_clusters(runner.store, job_id).domain_of.tolist() == [
         next(d.domain for d in domains if t.theme in d.themes) for t in themes]
+    with sessions() as session:  # the labelling estimate counted the domains among the labels to make
+        job = jobs.get_job(session, job_id)
+    assert (job.topics_to_label, job.themes_to_label, job.domains_to_label) == (len(topics), len(themes), len(domains))
 
     plain = make_job(sessions, corpus_texts, params={"min_topic_size": 5, "generate_labels": False})
     assert all(o.endswith(": done") for o in drive(runner, sessions, plain))

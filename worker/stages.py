@@ -37,7 +37,7 @@ from worker.pipeline.label import LabelInput, LabelRequest, label_batch, label_t
 from worker.pipeline.reask import FaithfulLabels
 from worker.pipeline.static_map import render_map
 from worker.results import result_rows
-from worker.pipeline.levels import label_levels
+from worker.pipeline.levels import groups, label_levels
 from worker.pipeline.run import (
     Clusters, PipelineConfig, PipelineResult, assemble, cluster_stage, faithful_labels, label_inputs, label_steps,
 )
@@ -200,10 +200,10 @@ class StageRunner:
         labelled = params.generate_labels and len(clusters.representations) > 0
         if not labelled:
             return self._complete(item, time.monotonic() - started, [("save", 0)])
-        n_themes = int(clusters.theme_of.max()) + 1 if len(clusters.theme_of) else 0
         # Done, the next item and the label plan (what the job's labelling estimate counts down from), all or nothing.
         return self._complete(item, time.monotonic() - started, [("label", 0)], also=lambda session: jobs.plan_labels(
-            session, item.job_id, len(clusters.representations), n_themes))
+            session, item.job_id, len(clusters.representations), groups(clusters.theme_of),
+            groups(clusters.domain_of)))
 
     def _save(self, item: WorkItem, claim: Claim, started: float) -> bool:
         with transaction(self.factory) as session:
