@@ -46,6 +46,16 @@ def get_array(store: ArtifactStore, key: str) -> np.ndarray | None:
     return None if data is None else array_from_bytes(data)
 
 
+def _put_json(store: ArtifactStore, job_id: str, name: str, value) -> None:
+    store.put(f"{job_prefix(job_id)}{name}.json", json.dumps(value).encode())
+
+
+def _get_json(store: ArtifactStore, job_id: str, name: str):
+    """The job's ``name``.json, parsed; None when it is not in the store."""
+    data = store.get(f"{job_prefix(job_id)}{name}.json")
+    return None if data is None else json.loads(data)
+
+
 def put_clusters(store: ArtifactStore, job_id: str, clusters: Clusters) -> None:
     arrays = io.BytesIO()
     np.savez(arrays, doc_topics=clusters.doc_topics, original_doc_topics=clusters.original_doc_topics,
@@ -56,17 +66,16 @@ def put_clusters(store: ArtifactStore, job_id: str, clusters: Clusters) -> None:
         "scores": asdict(clusters.scores) if clusters.scores else None,
         "outliers": asdict(clusters.outliers) if clusters.outliers else None,
     }
-    store.put(f"{job_prefix(job_id)}clusters.json", json.dumps(described).encode())
+    _put_json(store, job_id, "clusters", described)
 
 
 def get_clusters(store: ArtifactStore, job_id: str) -> Clusters:
     arrays = store.get(f"{job_prefix(job_id)}clusters.npz")
-    described = store.get(f"{job_prefix(job_id)}clusters.json")
-    if arrays is None or described is None:
+    meta = _get_json(store, job_id, "clusters")
+    if arrays is None or meta is None:
         raise LookupError(f"job {job_id}: the cluster stage's output is missing from the artifact store")
     with np.load(io.BytesIO(arrays), allow_pickle=False) as npz:
         loaded = {name: npz[name] for name in npz.files}
-    meta = json.loads(described)
     return Clusters(
         representations=[TopicRepresentation(**r) for r in meta["representations"]],
         doc_topics=loaded["doc_topics"],
@@ -99,35 +108,30 @@ def get_labels(store: ArtifactStore, job_id: str, chunks: int) -> list[Label]:
 
 
 def put_themes(store: ArtifactStore, job_id: str, themes: list[ThemeResult]) -> None:
-    store.put(f"{job_prefix(job_id)}themes.json", json.dumps([asdict(t) for t in themes]).encode())
+    _put_json(store, job_id, "themes", [asdict(t) for t in themes])
 
 
 def get_themes(store: ArtifactStore, job_id: str) -> list[ThemeResult]:
-    data = store.get(f"{job_prefix(job_id)}themes.json")
-    if data is None:
-        return []
-    return [ThemeResult(t["theme"], Label(**t["label"]), t["topics"], t["size"]) for t in json.loads(data)]
+    return [ThemeResult(t["theme"], Label(**t["label"]), t["topics"], t["size"])
+            for t in _get_json(store, job_id, "themes") or []]
 
 
 def put_domains(store: ArtifactStore, job_id: str, domains: list[DomainResult]) -> None:
-    store.put(f"{job_prefix(job_id)}domains.json", json.dumps([asdict(d) for d in domains]).encode())
+    _put_json(store, job_id, "domains", [asdict(d) for d in domains])
 
 
 def get_domains(store: ArtifactStore, job_id: str) -> list[DomainResult]:
-    data = store.get(f"{job_prefix(job_id)}domains.json")
-    if data is None:
-        return []
-    return [DomainResult(d["domain"], Label(**d["label"]), d["themes"], d["size"]) for d in json.loads(data)]
+    return [DomainResult(d["domain"], Label(**d["label"]), d["themes"], d["size"])
+            for d in _get_json(store, job_id, "domains") or []]
 
 
 def put_faithful(store: ArtifactStore, job_id: str, faithful: FaithfulLabels) -> None:
-    store.put(f"{job_prefix(job_id)}faithfulness.json", json.dumps(asdict(faithful)).encode())
+    _put_json(store, job_id, "faithfulness", asdict(faithful))
 
 
 def get_faithful(store: ArtifactStore, job_id: str) -> FaithfulLabels | None:
     """The job's labels after the faithfulness step, with their scores; None when the step did not score them."""
-    data = store.get(f"{job_prefix(job_id)}faithfulness.json")
-    if data is None:
+    stored = _get_json(store, job_id, "faithfulness")
+    if stored is None:
         return None
-    stored = json.loads(data)
     return FaithfulLabels(**(stored | {"labels": [Label(**label) for label in stored["labels"]]}))
