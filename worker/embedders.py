@@ -86,7 +86,9 @@ def weights_key(model) -> str:
 
 def _export(model, path: Path) -> None:
     """The transformer to ONNX: inputs (batch, seq) int64, output "last_hidden_state" (batch, seq, dim)."""
-    inputs = ["input_ids", "attention_mask"] + (["token_type_ids"] if model.config.type_vocab_size else [])
+    # MPNet's config has no token types at all (and its forward no token_type_ids argument).
+    token_types = getattr(model.config, "type_vocab_size", 0)
+    inputs = ["input_ids", "attention_mask"] + (["token_type_ids"] if token_types else [])
 
     class Transformer(torch.nn.Module):
         def __init__(self) -> None:
@@ -100,7 +102,9 @@ def _export(model, path: Path) -> None:
     example["attention_mask"][1, 5:] = 0
     if "token_type_ids" in example:
         example["token_type_ids"].zero_()
-    model.set_attn_implementation("eager")  # the pattern ONNX Runtime's optimizer fuses; sdpa's is not
+    previous = model.config._attn_implementation
+    if previous != "eager":  # MPNet has only its own attention, and says so when asked to switch
+        model.set_attn_implementation("eager")  # the pattern ONNX Runtime's optimizer fuses; sdpa's is not
     try:
         with warnings.catch_warnings():  # the TorchScript exporter is deprecated and its tracer talks a lot
             warnings.simplefilter("ignore")
@@ -110,7 +114,8 @@ def _export(model, path: Path) -> None:
                 dynamic_axes={name: {0: "batch", 1: "sequence"} for name in [*inputs, "last_hidden_state"]},
             )
     finally:
-        model.set_attn_implementation("sdpa")
+        if previous != "eager":
+            model.set_attn_implementation(previous)
 
 
 def _optimize(source: Path, target: Path, config) -> None:
