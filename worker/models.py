@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.settings import BUNDLED_EMBEDDING_MODEL, Settings
-from worker.bundled_embedding import BUNDLED_EMBEDDERS, assemble_folder, installed
+from worker.bundled_embedding import BUNDLED_EMBEDDERS, assemble_folder, installed, int8_faithful
 from worker.devices import cpu_has_amx, cpu_has_fast_bf16, resolve_device
 from worker.labeling import bundled
 from worker.labeling.base import Labeler
@@ -54,7 +54,7 @@ def load_embedder_described(settings: Settings) -> tuple[object, str]:
     started = time.perf_counter()
     model, kind = load_embedding_model(
         embedding_source(settings.embedding_model, settings.model_dir), settings.model_dir,
-        settings.embedding_backend, device, settings.embedding_dtype,
+        settings.embedding_backend, device, settings.embedding_dtype, int8_faithful(settings.embedding_model),
     )
     log.info("embedding model %s loaded in %.1f s on %s: %s", settings.embedding_model,
              time.perf_counter() - started, device, kind)
@@ -70,7 +70,8 @@ def embedding_cache_name(settings: Settings) -> str:
     from worker.embedders import choose_embedding_backend
 
     backend, kind, _ = choose_embedding_backend(
-        settings.embedding_backend, resolve_device(settings.device), cpu_has_fast_bf16()
+        settings.embedding_backend, resolve_device(settings.device), cpu_has_fast_bf16(),
+        int8_faithful(settings.embedding_model),
     )
     return settings.embedding_model if backend == "torch" else f"{settings.embedding_model} [{backend} {kind}]"
 
