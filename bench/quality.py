@@ -191,7 +191,7 @@ def decision(results: dict[str, dict[str, dict[str, float]]], costs: dict[str, d
         cost = max(costs.get(c, {}).get(name, 1.0) for c in corpora)
         slower = max(results[c][name]["seconds"] / max(results[c][DEFAULTS]["seconds"], 1e-9) for c in corpora)
         figures = "; ".join(f"{c} NMI {gains[c]:+.3f}, outliers {results[c][name]['outliers']:.1f}%" for c in corpora)
-        verdict = "default" if pays and cost <= MAX_COST else "a setting"
+        verdict = "the default" if pays and cost <= MAX_COST else "not the default"
         why = ("pays on every corpus" if pays else "does not pay on every corpus") + (
             f", embedding {cost:.1f}x" + (" (within" if cost <= MAX_COST else " (over") + f" {MAX_COST:.0f}x)")
         lines.append(f"  {name}: {figures}; clustering {slower:.1f}x the defaults' seconds; {why}: {verdict}")
