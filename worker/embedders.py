@@ -34,11 +34,13 @@ SETTINGS = ("auto", "torch", "onnx", "onnx-int8")
 FORMAT = 1  # bump when the export or quantization recipe changes: a new cache folder
 
 
-def choose_embedding_backend(setting: str, device: str, fast_bf16: bool) -> tuple[str, str, str]:
+def choose_embedding_backend(setting: str, device: str, fast_bf16: bool, int8: bool = True) -> tuple[str, str, str]:
     """(backend, dtype or variant, reason) for ``TOPICQ_EMBEDDING_BACKEND``.
 
     backend "torch" comes with a torch dtype name or "auto" (``resolve_dtype`` decides); backend "onnx" with
     the variant "float32" or "int8". ONNX Runtime runs here on the CPU only, so CUDA always uses torch.
+    ``int8``: whether the model keeps its vectors under int8 weights (MiniLM: mean cosine 0.99 to float32; not
+    MPNet, 0.90): where not, ``auto`` takes torch bfloat16 on a CPU with it, else ONNX float32.
     """
     if setting not in SETTINGS:
         raise ValueError(f"unknown embedding backend {setting!r} (known: {', '.join(SETTINGS)})")
@@ -51,6 +53,10 @@ def choose_embedding_backend(setting: str, device: str, fast_bf16: bool) -> tupl
         return "onnx", "float32", "asked for ONNX float32"
     if setting == "onnx-int8":
         return "onnx", "int8", "asked for ONNX int8"
+    if not int8:
+        if fast_bf16:
+            return "torch", "auto", "int8 loses this model's vectors (cosine 0.90); the CPU has fast bfloat16"
+        return "onnx", "float32", "int8 loses this model's vectors (cosine 0.90); ONNX float32 is faster than torch"
     if fast_bf16:
         return "onnx", "int8", "CPU with AVX512-BF16: ONNX int8 measured faster than torch bfloat16"
     return "onnx", "int8", "CPU without fast bfloat16: ONNX int8 measured fastest at cosine >= 0.99 to float32"
@@ -86,7 +92,9 @@ def weights_key(model) -> str:
 
 def _export(model, path: Path) -> None:
     """The transformer to ONNX: inputs (batch, seq) int64, output "last_hidden_state" (batch, seq, dim)."""
-    inputs = ["input_ids", "attention_mask"] + (["token_type_ids"] if model.config.type_vocab_size else [])
+    # MPNet's config has no token types at all (and its forward no token_type_ids argument).
+    token_types = getattr(model.config, "type_vocab_size", 0)
+    inputs = ["input_ids", "attention_mask"] + (["token_type_ids"] if token_types else [])
 
     class Transformer(torch.nn.Module):
         def __init__(self) -> None:
@@ -100,7 +108,9 @@ def _export(model, path: Path) -> None:
     example["attention_mask"][1, 5:] = 0
     if "token_type_ids" in example:
         example["token_type_ids"].zero_()
-    model.set_attn_implementation("eager")  # the pattern ONNX Runtime's optimizer fuses; sdpa's is not
+    previous = model.config._attn_implementation
+    if previous != "eager":  # MPNet has only its own attention, and says so when asked to switch
+        model.set_attn_implementation("eager")  # the pattern ONNX Runtime's optimizer fuses; sdpa's is not
     try:
         with warnings.catch_warnings():  # the TorchScript exporter is deprecated and its tracer talks a lot
             warnings.simplefilter("ignore")
@@ -110,7 +120,8 @@ def _export(model, path: Path) -> None:
                 dynamic_axes={name: {0: "batch", 1: "sequence"} for name in [*inputs, "last_hidden_state"]},
             )
     finally:
-        model.set_attn_implementation("sdpa")
+        if previous != "eager":
+            model.set_attn_implementation(previous)
 
 
 def _optimize(source: Path, target: Path, config) -> None:
@@ -214,13 +225,15 @@ def load_onnx_embedder(source: str, model_dir: Path, variant: str = "int8", thre
     return model
 
 
-def load_embedding_model(source: str, model_dir: Path, setting: str, device: str, dtype_setting: str = "auto"):
-    """The embedder the settings ask for: (SentenceTransformer, description such as "onnx int8")."""
+def load_embedding_model(source: str, model_dir: Path, setting: str, device: str, dtype_setting: str = "auto",
+                         int8: bool = True):
+    """The embedder the settings ask for: (SentenceTransformer, description such as "onnx int8"); ``int8``: as
+    ``choose_embedding_backend``'s."""
     from sentence_transformers import SentenceTransformer
 
     from worker.devices import cpu_has_fast_bf16, resolve_dtype
 
-    backend, kind, reason = choose_embedding_backend(setting, device, cpu_has_fast_bf16())
+    backend, kind, reason = choose_embedding_backend(setting, device, cpu_has_fast_bf16(), int8)
     if backend == "onnx":
         try:
             return load_onnx_embedder(source, model_dir, kind), f"onnx {kind} ({reason})"

