@@ -74,6 +74,23 @@ def test_one_neighbour_graph_gives_the_topics_and_map_of_two_separate_fits(chapt
     assert kept > 0.3 and kept >= separate_kept - 0.05, (kept, separate_kept)
 
 
+def test_umaps_epochs_run_without_the_gil_and_give_umaps_own_result(chapters, monkeypatch):
+    """What lets the two fits use both cores must not change a job's topics: a fit with the GIL released is the
+    fit UMAP's own compilation of the same function gives, bit for bit."""
+    import numba
+    from umap import layouts
+
+    from worker.pipeline.reduce import fit_umap, release_gil_in_epochs
+
+    _, embeddings, _ = chapters
+    assert release_gil_in_epochs(), "this umap-learn moved its epoch function: the fits take turns on the GIL"
+    assert layouts._nb_optimize_layout_euclidean_single_epoch.targetoptions["nogil"] is True
+    released = fit_umap(embeddings[:300])[1]
+    monkeypatch.setattr(layouts, "_nb_optimize_layout_euclidean_single_epoch",  # as umap-learn compiles it
+                        numba.njit(layouts._optimize_layout_euclidean_single_epoch, fastmath=True, parallel=False))
+    assert np.array_equal(fit_umap(embeddings[:300])[1], released)
+
+
 def test_progress_moves_through_the_epochs_of_both_fits(shared_run):
     _, _, reports = shared_run
     assert {stage for stage, _, _ in reports} == {"reducing"}

@@ -3,9 +3,9 @@
 From 4,096 documents on (where UMAP itself switches from exact distances to NN-descent), both fits share one
 nearest-neighbour graph, searched on both cores, instead of each searching on one; below that, each fit
 computes its exact distances as UMAP does, so small jobs give the same topics as before. The seeded epochs,
-the larger cost (10,000 PyPI summaries: search 2.5 s, epochs of both fits 43 s), are single-threaded numba
-code that releases the GIL, so the two fits run side by side on two threads: the seed, and with it a job's
-reproducibility, stays, and both cores work (1.8x over one fit after the other). The shared graph gave the
+the larger cost, are single-threaded numba code, run with the GIL released (``release_gil_in_epochs``), so the
+two fits run side by side on two threads: the seed, and with it a job's reproducibility, stays, and both cores
+work (10,000 PyPI summaries on a 2-core Xeon: 14.0 s for both fits against 24.2 s while the GIL was held). The shared graph gave the
 same clusters and map as separate fits on python_docs' 14,740 paragraphs (HDBSCAN NMI 0.434 vs 0.432 against
 the labels, map neighbours kept 0.291 vs 0.282). Dropping the seed would make each fit parallel on its own
 (about 1.5x on epochs there) at the price of reproducibility; UMAP of the 5-D result for the map kept slightly
@@ -14,6 +14,7 @@ more neighbours (0.329) but must wait for the 5-D fit, so the two could not run 
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import threading
@@ -25,6 +26,8 @@ from contextlib import contextmanager
 import numpy as np
 
 from worker.pipeline.progress import NO_STEPS, Progress, Steps, Ticker, no_progress
+
+log = logging.getLogger(__name__)
 
 Check = Callable[[], None]  # raises to stop the stage (a cancelled job)
 EpochReport = Callable[[int, int], None]  # (epochs done, epochs in all)
@@ -154,7 +157,37 @@ def _free_tqdm_lock() -> None:
                 break
 
 
+_released: bool | None = None  # release_gil_in_epochs' answer, once per process
+_release_lock = threading.Lock()
+
+
+def release_gil_in_epochs() -> bool:
+    """Once per process: UMAP's seeded epoch function compiled again, from its own Python source and with its
+    own options, plus ``nogil=True``. umap-learn 0.5.12 compiles it with ``numba.njit(fastmath=True,
+    parallel=False)``, which holds the GIL through every epoch, so the 5-D and 2-D fits on their two threads took
+    turns instead of running at once; without the GIL each fit gives the same result bit for bit
+    (tests/test_scale.py). Returns whether the epochs run without the GIL; where a UMAP release no longer has
+    the function, nothing is changed (the fits then take turns) and a warning says so."""
+    global _released
+    with _release_lock:
+        if _released is None:
+            import numba
+            from umap import layouts
+
+            source = getattr(layouts, "_optimize_layout_euclidean_single_epoch", None)
+            if source is None or not hasattr(layouts, "_nb_optimize_layout_euclidean_single_epoch"):
+                log.warning("this umap-learn has no _optimize_layout_euclidean_single_epoch: the 5-D and 2-D "
+                            "fits take turns on the GIL")
+                _released = False
+            else:
+                layouts._nb_optimize_layout_euclidean_single_epoch = numba.njit(
+                    source, fastmath=True, parallel=False, nogil=True)
+                _released = True
+        return _released
+
+
 def _fit(embeddings, n_components, min_dist, seed, check, knn, report):
+    release_gil_in_epochs()
     model = _umap(n_components, len(embeddings), min_dist, seed, check, report, knn)
     try:
         return model, np.asarray(model.fit_transform(embeddings), dtype=np.float32)
@@ -200,9 +233,9 @@ _STEPS = 1000  # the stage's progress total
 def _side_by_side(*calls: Callable[[], object]) -> list:
     """Each call on its own thread, their results in order; the first exception is raised once all ended.
 
-    UMAP's seeded optimisation is single-threaded numba code that releases the GIL, so the 5-D and 2-D fits
-    run at once on two cores (1.8x on 8,000 PyPI summaries, tests/test_scale.py checks the results are the
-    ones each fit gives alone): a seed keeps jobs reproducible and still uses both cores."""
+    UMAP's seeded optimisation is single-threaded numba code, run without the GIL (``release_gil_in_epochs``),
+    so the 5-D and 2-D fits run at once on two cores (1.7x at 10,000 PyPI summaries; tests/test_scale.py
+    checks the results are the ones each fit gives alone): a seed keeps jobs reproducible and uses both cores."""
     results: list = [None] * len(calls)
     errors: list[BaseException] = []
 
