@@ -178,7 +178,7 @@ def spawn(system: str, size: int, embeddings_path: Path, timeout: float, memory_
 
 def embedding_rate(embeddings_path: Path, largest: int) -> float:
     """Documents a second through topicq's embedder here (2,000 of the corpus); embeds and saves the largest
-    sample first when ``embeddings_path`` is missing."""
+    sample first when ``embeddings_path`` is missing or holds fewer rows (an earlier, smaller run's)."""
     from shared.settings import Settings
     from worker.models import load_embedder
     from worker.pipeline.embed import embed
@@ -186,8 +186,9 @@ def embedding_rate(embeddings_path: Path, largest: int) -> float:
     embedder = load_embedder(Settings(_env_file=None))
     texts = corpus_texts()
     order = permutation(len(texts))
-    if not embeddings_path.exists():
-        print(f"embedding {largest} documents into {embeddings_path} (once)", flush=True)
+    stored = len(np.load(embeddings_path, mmap_mode="r")) if embeddings_path.exists() else 0
+    if stored < min(largest, len(texts)):
+        print(f"embedding {largest} documents into {embeddings_path} (once; it held {stored})", flush=True)
         embeddings_path.parent.mkdir(parents=True, exist_ok=True)
         np.save(embeddings_path, embed([texts[i] for i in order[:largest]], embedder))
     probe = [texts[i] for i in order[-2000:]]
