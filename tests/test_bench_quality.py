@@ -1,5 +1,5 @@
-"""bench/quality.py's rows for a stronger representation (fast_hdbscan, EVoC, mpnet) run on a tiny corpus with the
-bundled MiniLM, and its goal check and decision read the rows they are given."""
+"""bench/quality.py's rows for a stronger representation (fast_hdbscan, EVoC, mpnet) built on a tiny corpus with the
+bundled MiniLM (today's defaults run), and its goal check and decision read the rows they are given."""
 
 import numpy as np
 import pytest
@@ -24,7 +24,7 @@ def test_embeddings_are_computed_once_then_read_from_the_cache(embedder, corpus,
     assert vectors.shape == (20, 384) and np.array_equal(vectors, again)
 
 
-def test_the_new_rows_run_through_topicqs_pipeline_on_a_tiny_corpus(embedder, corpus, tmp_path):
+def test_the_new_rows_are_built_and_the_defaults_run_on_a_tiny_corpus(embedder, corpus, tmp_path):
     texts, truth = corpus
     windowed = quality_embeddings.cached_embeddings(texts, embedder, "minilm", 4, LocalArtifactStore(tmp_path))
     minilm = quality.Embedded(embedder, windowed)
@@ -33,8 +33,13 @@ def test_the_new_rows_run_through_topicqs_pipeline_on_a_tiny_corpus(embedder, co
     assert list(runs) == ["(a) TF-IDF + LSA + k-means", "(a-) k-means on sparse TF-IDF", quality.DEFAULTS,
                           "(c) fast_hdbscan in place of hdbscan", "(c) EVoC in place of UMAP + HDBSCAN",
                           "(ref) supervised, MiniLM embeddings"]
+    # fast_hdbscan's and EVoC's rows are built but not run here: in a fresh virtualenv their numba code compiles
+    # for about 100 s (31 s and 71 s on the AMX Xeon), which `python -m bench.quality` pays, not every CI run.
+    # They stand in with the defaults' figures for the goal check and the decision below.
     means = {}
     for name, calls in runs.items():
+        if name in ("(c) fast_hdbscan in place of hdbscan", "(c) EVoC in place of UMAP + HDBSCAN"):
+            continue
         found, words = calls[0]()
         found = np.asarray(found)
         assert found.shape == (len(texts),)
@@ -42,6 +47,8 @@ def test_the_new_rows_run_through_topicqs_pipeline_on_a_tiny_corpus(embedder, co
         if name.startswith("(c)"):
             assert figures["topics"] >= 2 and 0 < figures["nmi"] <= 1 and len(words) == figures["topics"]
         means[name] = figures | {"seconds": 1.0}
+    for name in ("(c) fast_hdbscan in place of hdbscan", "(c) EVoC in place of UMAP + HDBSCAN"):
+        means[name] = means[quality.DEFAULTS]
     check = quality.goal_check(means)
     assert check.count("NMI over (a) ") == 3 and check.count("(a-) ") == 3  # each topicq row, each baseline
     assert "(ref)" not in check
