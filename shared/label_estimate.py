@@ -3,8 +3,8 @@ work finished last (the job page's estimate) or within a window (/metrics' throu
 ahead of it. Functions take a session and never commit.
 
 A label item covers a chunk of ``chunk_topics`` topics of its job; the item after a job's topic chunks labels its
-themes, then its domains (``worker.stages``). Items of a batch across jobs are each charged their share of the batch's time, so
-seconds per label stay fair whatever the batching.
+themes, then its domains (``worker.stages``). Items of a batch across jobs are each charged their share of the
+batch's time, so seconds per label stay fair whatever the batching.
 """
 
 from __future__ import annotations

@@ -58,7 +58,8 @@ def label_themes(representations, labels, theme_of: np.ndarray, labeler, progres
     theme_labels = label_topics(inputs, labeler, doc_budget=60, template=THEME_PROMPT, progress=progress,
                                 earlier=labels, language=language)
     return [
-        ThemeResult(theme, label, [representations[i].topic for i in group], sum(representations[i].size for i in group))
+        ThemeResult(theme, label, [representations[i].topic for i in group],
+                    sum(representations[i].size for i in group))
         for theme, (label, group) in enumerate(zip(theme_labels, members))
     ]
 

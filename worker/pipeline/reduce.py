@@ -5,11 +5,12 @@ nearest-neighbour graph, searched on both cores, instead of each searching on on
 computes its exact distances as UMAP does, so small jobs give the same topics as before. The seeded epochs,
 the larger cost, are single-threaded numba code, run with the GIL released (``release_gil_in_epochs``), so the
 two fits run side by side on two threads: the seed, and with it a job's reproducibility, stays, and both cores
-work (10,000 PyPI summaries on a 2-core Xeon: 14.0 s for both fits against 24.2 s while the GIL was held). The shared graph gave the
-same clusters and map as separate fits on python_docs' 14,740 paragraphs (HDBSCAN NMI 0.434 vs 0.432 against
-the labels, map neighbours kept 0.291 vs 0.282). Dropping the seed would make each fit parallel on its own
-(about 1.5x on epochs there) at the price of reproducibility; UMAP of the 5-D result for the map kept slightly
-more neighbours (0.329) but must wait for the 5-D fit, so the two could not run side by side; left out.
+work (10,000 PyPI summaries on a 2-core Xeon: 14.0 s for both fits against 24.2 s while the GIL was held).
+The shared graph gave the same clusters and map as separate fits on python_docs' 14,740 paragraphs (HDBSCAN
+NMI 0.434 vs 0.432 against the labels, map neighbours kept 0.291 vs 0.282). Dropping the seed would make each
+fit parallel on its own (about 1.5x on epochs there) at the price of reproducibility; UMAP of the 5-D result
+for the map kept slightly more neighbours (0.329) but must wait for the 5-D fit, so the two could not run side
+by side; left out.
 """
 
 from __future__ import annotations
