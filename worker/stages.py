@@ -34,12 +34,13 @@ from worker.pipeline.embed import embed
 from worker.pipeline.export import model_archive
 from worker.pipeline.faithfulness import sample_documents
 from worker.pipeline.label import LabelInput, LabelRequest, label_batch, label_topics
-from worker.pipeline.levels import groups, label_levels
+from worker.pipeline.levels import label_levels
 from worker.pipeline.reask import FaithfulLabels
 from worker.pipeline.run import (
     Clusters, PipelineConfig, PipelineResult, assemble, cluster_stage, faithful_labels, label_inputs, label_steps,
 )
 from worker.pipeline.static_map import render_map
+from worker.pipeline.themes import groups
 from worker.results import result_rows
 
 log = logging.getLogger(__name__)

@@ -14,6 +14,7 @@ from shared.prompts import DOMAIN_PROMPT, THEME_PROMPT
 from worker.pipeline.label import Label, LabelInput, label_topics
 from worker.pipeline.progress import Progress, no_progress
 from worker.pipeline.reask import FaithfulLabels
+from worker.pipeline.themes import groups
 
 THEME_TOPICS = 20  # topics shown in a theme's label prompt, at most
 DOMAIN_THEME_TOPICS = 3  # topics named under each theme in a domain's label prompt
@@ -33,11 +34,6 @@ class DomainResult:
     label: Label
     themes: list[int]  # theme ids, largest first
     size: int  # documents in its themes
-
-
-def groups(assignment: np.ndarray) -> int:
-    """How many groups an assignment (the theme of each topic, or the domain of each theme) makes."""
-    return int(assignment.max()) + 1 if len(assignment) else 0
 
 
 def label_themes(representations, labels, theme_of: np.ndarray, labeler, progress: Progress,

@@ -16,14 +16,14 @@ from worker.pipeline.cluster import EVOC, HDBSCAN, cluster, cluster_evoc
 from worker.pipeline.embed import DEFAULT_WINDOWS, embed
 from worker.pipeline.faithfulness import sample_documents
 from worker.pipeline.label import Label, LabelInput, label_topics
-from worker.pipeline.levels import DomainResult, Levels, ThemeResult, groups, label_levels
+from worker.pipeline.levels import DomainResult, Levels, ThemeResult, label_levels
 from worker.pipeline.outliers import OutlierReduction, reduce_outliers
 from worker.pipeline.progress import NO_STEPS, Progress, Steps, Ticker, no_progress
 from worker.pipeline.reask import FaithfulLabels, reask_unfaithful
 from worker.pipeline.reduce import Check, map_coordinates, reduce
 from worker.pipeline.represent import TopicRepresentation, represent
 from worker.pipeline.scores import Scores, score
-from worker.pipeline.themes import group_themes, group_topics, theme_vectors, topic_vectors
+from worker.pipeline.themes import group_themes, group_topics, groups, theme_vectors, topic_vectors
 
 log = logging.getLogger(__name__)
 

@@ -56,11 +56,15 @@ def number_of_domains(n_themes: int) -> int:
     return int(min(MAX_DOMAINS, max(MIN_DOMAINS, round(math.sqrt(n_themes)))))
 
 
+def groups(assignment: np.ndarray) -> int:
+    """How many groups an assignment (the theme of each topic, or the domain of each theme) makes."""
+    return int(assignment.max()) + 1 if len(assignment) else 0
+
+
 def theme_vectors(vectors: np.ndarray, sizes: np.ndarray, theme_of: np.ndarray) -> np.ndarray:
     """(n_themes, dim) float32 unit-length vector of each theme: the mean of its topics' unit vectors (rows of
     ``vectors``, (n_topics, dim)) weighted by their document counts ``sizes`` (n_topics,), normalised."""
-    n_themes = int(theme_of.max()) + 1 if len(theme_of) else 0
-    out = np.zeros((n_themes, vectors.shape[1] if vectors.ndim == 2 else 0), dtype=np.float32)
+    out = np.zeros((groups(theme_of), vectors.shape[1] if vectors.ndim == 2 else 0), dtype=np.float32)
     np.add.at(out, theme_of, vectors * np.asarray(sizes, dtype=np.float32)[:, None])
     return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
