@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from shared.settings import Settings
-from shared.storage import array_from_bytes, array_to_bytes
+from shared.storage import load_array, save_array
 from worker.artifacts import embedding_key
 from worker.models import embedding_cache_name, load_embedder_described
 from worker.pipeline.embed import DEFAULT_WINDOWS, embed
@@ -19,13 +19,13 @@ def timed_embeddings(texts: list[str], embedder, model_name: str, windows: int,
                      store) -> tuple[np.ndarray, float | None]:
     """Unit embeddings (n, dim) from the cache or computed, and the seconds computing took (None: cached)."""
     key = embedding_key(model_name, windows, texts)
-    stored = store.get(key)
+    stored = load_array(store, key)
     if stored is not None:
-        return array_from_bytes(stored), None
+        return stored, None
     started = time.perf_counter()
     vectors = embed(texts, embedder, max_windows=windows)
     seconds = time.perf_counter() - started
-    store.put(key, array_to_bytes(vectors))
+    save_array(store, key, vectors)
     return vectors, seconds
 
 
