@@ -94,11 +94,10 @@ def finish(
     domains: Sequence[DomainRow] = (),
 ) -> bool:
     """Replace the merge's job's topics, themes and domains with ``topics``, ``themes`` and ``domains``
-    (``custom_labels``: new topic id
-    -> the user's label it keeps), write
-    ``arrays`` (name -> shape (n,) values, "topic" and "topic_original") over the job's arrays of those names,
-    and mark the merge succeeded with ``result_topic``, the merged topic's id; False (nothing changed) when the
-    merge is no longer running (failed, or taken over by another worker) or its job is gone."""
+    (``custom_labels``: new topic id -> the user's label it keeps), write ``arrays`` (name -> shape (n,) values,
+    "topic" and "topic_original") over the job's arrays of those names, and mark the merge succeeded with
+    ``result_topic``, the merged topic's id; False (nothing changed) when the merge is no longer running (failed,
+    or taken over by another worker) or its job is gone."""
     merge = session.get(TopicMerge, merge_id)
     job = session.get(Job, merge.job_id) if merge is not None else None
     if job is None or job.status != "succeeded":

@@ -255,7 +255,7 @@ class StageRunner:
                 clusters = artifacts.get_clusters(self.store, item.job_id)
                 chunks = self._label_chunks(clusters)
                 if item.chunk >= chunks:  # the job's theme labels, on their own
-                    outcomes.append(f"{what}: {self._themes(item, claim, clusters, chunks, time.monotonic())}")
+                    outcomes.append(f"{what}: {self._levels(item, claim, clusters, chunks, time.monotonic())}")
                     continue
                 batch.append((item, clusters, chunks, self._label_request(item, claim, clusters, chunks)))
             except (JobCancelled, ClaimLost):
@@ -313,7 +313,7 @@ class StageRunner:
             language=language,
         )
 
-    def _themes(self, item: WorkItem, claim: Claim, clusters: Clusters, chunks: int, started: float) -> str:
+    def _levels(self, item: WorkItem, claim: Claim, clusters: Clusters, chunks: int, started: float) -> str:
         """The job's last label item: the levels above its topic labels (``label_levels``: their faithfulness,
         unfaithful ones asked again, then its themes, then its domains)."""
         labels = artifacts.get_labels(self.store, item.job_id, chunks)
