@@ -128,9 +128,16 @@ def test_a_step_without_a_callback_still_moves_progress_and_passes_on_a_cancel()
     reports = []
     with Ticker(lambda *report: reports.append(report), "reducing", 0, 350, 1000, expected_s=0.2, interval=0.02):
         time.sleep(0.3)  # a blocking step, like NN-descent
-    done = [d for _, d, _ in reports]
-    assert len(set(done)) >= 5 and done == sorted(done) and done[-1] == 350
-    assert max(done[:-1]) < 350, "the ticker never claims the end before the step ends"
+    shares = [done / total for _, done, total in reports]
+    assert len(set(shares)) >= 5 and shares == sorted(shares) and shares[-1] == 0.35
+    assert max(shares[:-1]) < 0.35, "the ticker never claims the end before the step ends"
+
+    # A step that is one unit of its bar (HDBSCAN: 0 to 1 of the clustering stage's 2) moves too, in between.
+    reports.clear()
+    with Ticker(lambda *report: reports.append(report), "clustering", 0, 1, 2, expected_s=0.2, interval=0.02):
+        time.sleep(0.3)
+    shares = [done / total for _, done, total in reports]
+    assert len(set(shares)) >= 5 and shares == sorted(shares) and shares[-1] == 0.5 and 0 < shares[-2] < 0.5
 
     stop = threading.Event()
 

@@ -155,12 +155,17 @@ def faithfulness(doc_embeddings: np.ndarray, doc_topics: np.ndarray, topic_ids: 
     return agreement(nearest, own[kept], len(ids))
 
 
+def most_flagged(n_topics: int, max_share: float = MAX_FLAGGED_SHARE) -> int:
+    """How many of ``n_topics`` topics can be asked again at most: ``max_share`` of them, at least one."""
+    return max(1, int(max_share * n_topics)) if n_topics else 0
+
+
 def flagged(result: Faithfulness, threshold: float = POOR, max_share: float = MAX_FLAGGED_SHARE) -> list[int]:
     """Indices of the topics to ask again: scored under ``threshold`` with a competitor, worst first, at most
-    ``max_share`` of the topics (at least one when any is poor)."""
+    ``most_flagged`` of them (at least one when any is poor)."""
     poor = [i for i, s in enumerate(result.scores) if s == s and s < threshold and result.competitors[i] >= 0]
     poor.sort(key=lambda i: (result.scores[i], i))
-    return poor[: max(1, int(max_share * len(result.scores)))]
+    return poor[: most_flagged(len(result.scores), max_share)]
 
 
 def _positions(doc_topics: np.ndarray, ids: list[int]) -> np.ndarray:

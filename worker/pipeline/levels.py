@@ -12,12 +12,20 @@ import numpy as np
 
 from shared.prompts import DOMAIN_PROMPT, THEME_PROMPT
 from worker.pipeline.label import Label, LabelInput, label_topics
-from worker.pipeline.progress import Progress, no_progress
+from worker.pipeline.faithfulness import most_flagged
+from worker.pipeline.progress import Progress, Ticker, no_progress
 from worker.pipeline.reask import FaithfulLabels
 from worker.pipeline.themes import groups
 
 THEME_TOPICS = 20  # topics shown in a theme's label prompt, at most
 DOMAIN_THEME_TOPICS = 3  # topics named under each theme in a domain's label prompt
+REASK_SECONDS = 2.0  # what the progress bar expects a re-asked label to cost (a label on a CPU: 1-8 s)
+
+
+def level_steps(n_topics: int, n_themes: int, n_domains: int, scored: bool = True) -> int:
+    """The steps of a label stage's progress bar: one per topic label, as many for faithfulness as it may ask
+    again (``scored``: the labels are scored), then one per theme and one per domain."""
+    return n_topics + (most_flagged(n_topics) if scored else 0) + n_themes + n_domains
 
 
 @dataclass(frozen=True)
@@ -95,16 +103,23 @@ def label_levels(representations, labels: list[Label], theme_of: np.ndarray, dom
                  language: str | None = None, between: Callable[[], None] = lambda: None) -> Levels:
     """Faithfulness (``score``: the labels scored, unfaithful ones asked again; None, or a None answer: not
     scored), then themes, then domains, each in ``language`` when given. ``progress`` counts on from the topic
-    labels, over one label per topic, theme and domain; ``between`` runs after each level (where a stage checks
-    that its job still stands)."""
-    n, steps = len(labels), len(labels) + groups(theme_of) + groups(domain_of)
-    faithful = score(labels) if score is not None else None
+    labels, over ``level_steps``; ``between`` runs after each level (where a stage checks that its job still
+    stands)."""
+    n, reasks = len(labels), most_flagged(len(labels)) if score is not None else 0
+    steps = level_steps(n, groups(theme_of), groups(domain_of), scored=score is not None)
+    faithful = None
+    if score is not None:
+        # Scoring and the one batch of re-asks have no callback: the ticker moves the bar through their share.
+        with Ticker(progress, "labelling", n, n + reasks, steps, expected_s=REASK_SECONDS * reasks):
+            faithful = score(labels)
     if faithful is not None:
         labels = faithful.labels
     between()
+    done_before = n + reasks
     themes = label_themes(representations, labels, theme_of, labeler, language=language,
-                          progress=lambda stage, done, _total: progress(stage, n + done, steps))
+                          progress=lambda stage, done, _total: progress(stage, done_before + done, steps))
     between()
     domains = label_domains(themes, labels, representations, domain_of, labeler, language=language,
-                            progress=lambda stage, done, _total: progress(stage, n + len(themes) + done, steps))
+                            progress=lambda stage, done, _total: progress(stage, done_before + len(themes) + done,
+                                                                          steps))
     return Levels(labels, faithful, themes, domains)

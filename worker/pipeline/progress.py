@@ -10,6 +10,10 @@ from contextlib import contextmanager
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
+# A ticker reports in thousandths of its caller's units, so that a step of one unit (HDBSCAN's half of the
+# clustering bar, say) still moves in small ticks instead of standing still until the step ends.
+FINE = 1000
+
 # Share of a job's wall time each stage takes on a CPU (measured on 2,000 news articles); the job's
 # overall progress moves through these bands.
 STAGE_WEIGHTS = {
@@ -41,7 +45,8 @@ class Ticker:
     """Moves a stage's progress from ``start`` towards ``end`` (of ``total``) every ``interval`` seconds while a
     step with no callback of its own runs (NN-descent, BERTopic's fit), so that a large job's progress never
     stands still for long. The position follows 1 - exp(-elapsed / expected_s): it keeps moving, slower and
-    slower, and never claims the end before the step has finished.
+    slower, and never claims the end before the step has finished. It reports in ``FINE`` units (``start *
+    FINE`` of ``total * FINE`` and so on), the same fractions at a finer grain.
 
     ``progress`` and ``check`` run on the ticker's thread; what they raise (a cancelled job) is raised again in
     the caller's thread when the block ends, since the step itself cannot be interrupted."""
@@ -61,13 +66,14 @@ class Ticker:
             try:
                 if self.check is not None:
                     self.check()
-                self.progress(self.stage, self.start + int((self.end - self.start) * share * 0.99), self.total)
+                position = self.start * FINE + int((self.end - self.start) * FINE * share * 0.99)
+                self.progress(self.stage, position, self.total * FINE)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread in __exit__
                 self._error = exc
                 return
 
     def __enter__(self) -> Ticker:
-        self.progress(self.stage, self.start, self.total)
+        self.progress(self.stage, self.start * FINE, self.total * FINE)
         self._thread.start()
         return self
 
@@ -77,7 +83,7 @@ class Ticker:
         if exc_type is None and self._error is not None:
             raise self._error
         if exc_type is None:
-            self.progress(self.stage, self.end, self.total)
+            self.progress(self.stage, self.end * FINE, self.total * FINE)
 
 
 class Steps:

@@ -16,7 +16,7 @@ from worker.pipeline.cluster import EVOC, HDBSCAN, cluster, cluster_evoc
 from worker.pipeline.embed import DEFAULT_WINDOWS, embed
 from worker.pipeline.faithfulness import sample_documents
 from worker.pipeline.label import Label, LabelInput, label_topics
-from worker.pipeline.levels import DomainResult, Levels, ThemeResult, label_levels
+from worker.pipeline.levels import DomainResult, Levels, ThemeResult, label_levels, level_steps
 from worker.pipeline.outliers import OutlierReduction, reduce_outliers
 from worker.pipeline.progress import NO_STEPS, Progress, Steps, Ticker, no_progress
 from worker.pipeline.reask import FaithfulLabels, reask_unfaithful
@@ -68,8 +68,9 @@ class PipelineConfig:
 
 
 def label_steps(clusters: Clusters) -> int:
-    """The labels a job's label stage makes: one per topic, theme and domain (its progress bar's steps)."""
-    return len(clusters.representations) + groups(clusters.theme_of) + groups(clusters.domain_of)
+    """The steps of a job's label stage with an LLM (its progress bar): one per topic label, the faithfulness
+    re-asks, one per theme and one per domain."""
+    return level_steps(len(clusters.representations), groups(clusters.theme_of), groups(clusters.domain_of))
 
 
 @dataclass
@@ -121,7 +122,7 @@ def cluster_stage(
         # A max_outlier_share lowers the default threshold as far as the target needs (JobParams refuses a
         # target together with a threshold of the user's).
         threshold = DEFAULT_OUTLIER_THRESHOLD if params.outlier_threshold is None else params.outlier_threshold
-        with steps.step("outliers"):
+        with steps.step("outliers"), Ticker(progress, "clustering", 1, 2, 2, expected_s=1e-4 * len(texts)):
             clusters, reduction = reduce_outliers(embeddings, original, threshold, params.max_outlier_share)
     progress("clustering", 2, 2)
 
