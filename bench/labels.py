@@ -77,6 +77,21 @@ def topics_of(corpus: str, n_docs: int, min_topic_size: int, embedder):
     return texts, doc_topics, topic_model
 
 
+def largest_topics(texts: list[str], doc_topics, topic_model, max_topics: int):
+    """The ``max_topics`` largest topics (0: all): their keywords by topic id, their c-TF-IDF rows, the documents
+    frame TextGeneration reads, and one LabelInput each (keywords, 5 representative documents)."""
+    keyword_topics = {t: words for t, words in topic_model.topic_representations_.items() if t >= 0}
+    if max_topics and len(keyword_topics) > max_topics:
+        # Topic ids run by size; keeping the first N keeps the rows of c_tf_idf_ aligned.
+        keyword_topics = {t: keyword_topics[t] for t in sorted(keyword_topics)[:max_topics]}
+    first_row = 1 if -1 in topic_model.topic_representations_ else 0
+    c_tf_idf = topic_model.c_tf_idf_[first_row : first_row + len(keyword_topics)]
+    documents = pd.DataFrame({"Document": texts, "Topic": doc_topics, "ID": range(len(texts))})
+    representative, _, _, _ = topic_model._extract_representative_docs(c_tf_idf, documents, keyword_topics, 500, 5)
+    inputs = [LabelInput([w for w, _ in keyword_topics[t]], representative[t]) for t in sorted(keyword_topics)]
+    return keyword_topics, c_tf_idf, documents, inputs
+
+
 def recipe_prompt(tokenizer) -> str:
     """The recipe's prompt rendered through the model's chat template, tags left for TextGeneration to fill."""
     messages = [
@@ -190,15 +205,7 @@ def main(args: argparse.Namespace | None = None) -> None:
     embedder = load_embedder(settings)
     texts, doc_topics, topic_model = topics_of(args.corpus, args.n_docs, args.min_topic_size, embedder)
 
-    keyword_topics = {t: words for t, words in topic_model.topic_representations_.items() if t >= 0}
-    if args.max_topics and len(keyword_topics) > args.max_topics:
-        # Topic ids run by size; keeping the first N keeps the rows of c_tf_idf_ aligned.
-        keyword_topics = {t: keyword_topics[t] for t in sorted(keyword_topics)[: args.max_topics]}
-    first_row = 1 if -1 in topic_model.topic_representations_ else 0
-    c_tf_idf = topic_model.c_tf_idf_[first_row : first_row + len(keyword_topics)]
-    documents = pd.DataFrame({"Document": texts, "Topic": doc_topics, "ID": range(len(texts))})
-    representative, _, _, _ = topic_model._extract_representative_docs(c_tf_idf, documents, keyword_topics, 500, 5)
-    inputs = [LabelInput([w for w, _ in keyword_topics[t]], representative[t]) for t in sorted(keyword_topics)]
+    keyword_topics, c_tf_idf, documents, inputs = largest_topics(texts, doc_topics, topic_model, args.max_topics)
     n, (budget, docs) = len(inputs), BEFORE
     print(f"{args.corpus}: {len(texts)} documents, {n} topics labelled; model {settings.llm_model}; (b) and (c) "
           f"with {docs} documents x {budget} tokens, (d) {settings.llm_docs} x {settings.llm_doc_tokens}")

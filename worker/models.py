@@ -11,9 +11,10 @@ from pathlib import Path
 
 from shared.settings import BUNDLED_EMBEDDING_MODEL, Settings
 from worker.bundled_embedding import BUNDLED_EMBEDDERS, assemble_folder, installed, int8_faithful
-from worker.devices import cpu_has_amx, cpu_has_fast_bf16, resolve_device
+from worker.devices import cpu_flags, cpu_has_amx, cpu_has_fast_bf16, resolve_device
 from worker.labeling import bundled
 from worker.labeling.base import Labeler
+from worker.labeling.build import installed_build
 from worker.labeling.choose import LLAMA_CPP, BackendChoice, choose_backend
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ def label_backend(settings: Settings) -> BackendChoice:
         device=device,
         amx=cpu_has_amx(),
         transformers_dtype=weights_dtype(settings, device, is_bundled=model is not None),
+        build=installed_build(cpu_flags()),
     )
 
 

@@ -7,12 +7,16 @@
   AVX512-BF16 but no AMX, transformers' bfloat16 still measured slower than llama.cpp;
 - a CPU with AMX (bfloat16 matrix tiles): transformers in bfloat16, whose prefill (most of a label's cost)
   those units speed up far beyond llama.cpp's AVX2 kernels; this case is not measured here yet;
-- a hub id or folder (no GGUF): transformers, the only backend that loads it.
+- a hub id or folder (no GGUF): transformers, the only backend that loads it;
+- a llama.cpp build compiled for another CPU (``build.missing``): transformers, since llama.cpp would stop
+  with an illegal instruction; ``make install`` builds one for this CPU.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+
+from worker.labeling.build import LlamaBuild
 
 LLAMA_CPP = "llama.cpp"
 TRANSFORMERS = "transformers"
@@ -29,18 +33,26 @@ class BackendChoice:
         return asdict(self)
 
 
+UNRECORDED = LlamaBuild("unrecorded", ())
+
+
 def choose_backend(
-    setting: str, *, gguf: bool, device: str, amx: bool, transformers_dtype: str
+    setting: str, *, gguf: bool, device: str, amx: bool, transformers_dtype: str, build: LlamaBuild = UNRECORDED
 ) -> BackendChoice:
     """The backend for ``setting`` ("auto", "llama.cpp" or "transformers").
 
     ``gguf``: the model is a GGUF file (a bundled model); ``device``: the resolved device; ``amx``: the CPU has
-    AMX bfloat16 tiles that torch may use; ``transformers_dtype``: what transformers would run the weights in.
+    AMX bfloat16 tiles that torch may use; ``transformers_dtype``: what transformers would run the weights in;
+    ``build``: the installed llama-cpp-python build, and what it needs that this CPU lacks.
     """
+    wrong_cpu = (f"the installed llama-cpp-python was compiled for another CPU (this one lacks "
+                 f"{', '.join(build.missing)}); `make install` builds one for this CPU")
     if setting == LLAMA_CPP:
         if not gguf:
             raise ValueError("TOPICQ_LLM_BACKEND=llama.cpp needs a GGUF model (a bundled: one)")
-        return BackendChoice(LLAMA_CPP, "cpu", "gguf", "TOPICQ_LLM_BACKEND=llama.cpp")
+        if not build.runs_here:
+            raise ValueError(f"TOPICQ_LLM_BACKEND=llama.cpp, but {wrong_cpu}")
+        return BackendChoice(LLAMA_CPP, "cpu", "gguf", f"TOPICQ_LLM_BACKEND=llama.cpp ({build.build} build)")
     if setting == TRANSFORMERS:
         return BackendChoice(TRANSFORMERS, device, transformers_dtype, "TOPICQ_LLM_BACKEND=transformers")
     if device == "cuda":
@@ -52,8 +64,10 @@ def choose_backend(
     if amx:
         why = "the CPU has AMX: transformers' bfloat16 prefill runs on its tiles"
         return BackendChoice(TRANSFORMERS, device, transformers_dtype, why)
+    if not build.runs_here:
+        return BackendChoice(TRANSFORMERS, device, transformers_dtype, wrong_cpu)
     return BackendChoice(
         LLAMA_CPP, "cpu", "gguf",
         "a CPU without AMX: llama.cpp runs the 4-bit GGUF as shipped, faster than transformers in float32 or "
-        "AVX512-BF16",
+        f"AVX512-BF16 ({build.build} build)",
     )
