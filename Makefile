@@ -52,6 +52,7 @@ bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.service --corpus python_docs --n 2000
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.jobs
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.labels
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.llama_build
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.embed
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.quality --variants
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.map

@@ -4,7 +4,8 @@
 - a CUDA device: transformers (a hub model in the recipe's 4-bit NF4, a bundled one dequantized once);
 - a CPU and a GGUF model (the bundled ones): llama.cpp, which runs the 4-bit file as shipped. Without native
   bfloat16 transformers could only run the dequantized model in float32, several times slower; with
-  AVX512-BF16 but no AMX, transformers' bfloat16 still measured slower than llama.cpp;
+  AVX512-BF16 but no AMX, transformers' bfloat16 measured slower than llama.cpp on a Xeon and as fast as
+  llama.cpp's native build on an EPYC, holding twice the memory and a 3.5 GB dequantized copy;
 - a CPU with AMX (bfloat16 matrix tiles): transformers in bfloat16, whose prefill (most of a label's cost)
   those units speed up far beyond llama.cpp's AVX2 kernels; this case is not measured here yet;
 - a hub id or folder (no GGUF): transformers, the only backend that loads it;
