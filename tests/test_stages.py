@@ -197,15 +197,16 @@ def test_a_job_runs_through_its_stages_to_topics_labels_and_document_results(ses
 
 def test_a_job_with_many_themes_gets_domains_labelled_after_its_themes(sessions, tmp_path, embedder, corpus_texts,
                                                                        monkeypatch):
-    """Each topic made its own theme (so that 180 documents give the 8 themes or more a domain needs, here
-    from 6): the last label item labels the domains after the themes, and a job without LLM labels names its
-    domains by their keywords."""
+    """Each topic made its own theme and two domains asked for from 3 themes (the service asks for domains from 8
+    themes, which 180 documents of three chapters do not give; how many topics they give depends on the CPU's
+    arithmetic, 3 on an AVX-512 EPYC): the last label item labels the domains after the themes, and a job
+    without LLM labels names its domains by their keywords."""
     import worker.pipeline.run
     import worker.pipeline.themes
 
     monkeypatch.setattr(worker.pipeline.run, "group_topics",
                         lambda vectors, sizes: np.arange(len(vectors), dtype=np.int32))
-    monkeypatch.setattr(worker.pipeline.themes, "number_of_domains", lambda n: 3 if n >= 6 else 0)
+    monkeypatch.setattr(worker.pipeline.themes, "number_of_domains", lambda n: 2 if n >= 3 else 0)
     labeler = ScriptedLabeler()
     runner = make_runner(sessions, tmp_path, embedder, labeler)
     job_id = make_job(sessions, corpus_texts, params={"min_topic_size": 5})
@@ -213,8 +214,8 @@ def test_a_job_with_many_themes_gets_domains_labelled_after_its_themes(sessions,
     with sessions() as session:
         topics, themes, domains = (jobs.topics_of(session, job_id), jobs.themes_of(session, job_id),
                                    jobs.domains_of(session, job_id))
-    assert len(topics) == len(themes) >= 6, "the corpus should give 6 topics or more at min_topic_size 5"
-    assert 3 <= len(domains) <= 6 and [d.domain for d in domains] == list(range(len(domains)))
+    assert len(topics) == len(themes) >= 3, "the three chapters should give 3 topics or more at min_topic_size 5"
+    assert len(domains) == 2 and [d.domain for d in domains] == list(range(len(domains)))
     assert sorted(t for d in domains for t in d.themes) == [t.theme for t in themes]
     size_of = {t.theme: t.size for t in themes}
     assert all(d.size == sum(size_of[t] for t in d.themes) for d in domains)
@@ -237,7 +238,7 @@ def test_a_job_with_many_themes_gets_domains_labelled_after_its_themes(sessions,
     assert all(o.endswith(": done") for o in drive(runner, sessions, plain))
     with sessions() as session:
         keyword_domains = jobs.domains_of(session, plain)
-    assert len(keyword_domains) >= 3 and all(d.label_source == "keywords" and d.provenance is None
+    assert len(keyword_domains) == 2 and all(d.label_source == "keywords" and d.provenance is None
                                              for d in keyword_domains)
 
 
