@@ -12,7 +12,7 @@ those instruction sets (``worker/labeling/build.py``).
 ``--build portable`` compiles requirements/llama-cmake-args.txt as it is (AVX2, runs on any x86-64 CPU since
 2013): for a virtualenv or an image that moves between machines (the Dockerfile builds that one).
 
-Standard library only: it runs before the project is installed.
+Standard library only (and worker/labeling/build.py, which is too): it runs before the project is installed.
 """
 
 from __future__ import annotations
@@ -29,9 +29,11 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from worker.labeling.build import RECORD, cpu_flag_set  # noqa: E402  (the record the worker reads)
+
 CMAKE_ARGS = ROOT / "requirements" / "llama-cmake-args.txt"
 CONSTRAINTS = ROOT / "constraints.txt"
-RECORD = "topicq-llama-build.json"  # in the virtualenv's prefix
 
 # /proc/cpuinfo flags that name instruction sets a compiler may emit (the rest: hypervisor, power, bugs ...).
 ISA = re.compile(r"^(sse\w*|ssse3|avx\w*|amx\w*|fma\w*|f16c|bmi\w*|adx|abm|lzcnt|popcnt|movbe|aes|vaes|pclmulqdq|"
@@ -42,11 +44,7 @@ _PORTABLE_ISA = re.compile(r"^-DGGML_(NATIVE|AVX|AVX2|AVX512\w*|FMA|F16C|BMI2)=\
 
 def cpu_isa(cpuinfo: str) -> list[str]:
     """The instruction-set flags of the first processor in ``cpuinfo`` (x86 "flags" or Arm "Features")."""
-    for line in cpuinfo.splitlines():
-        name, _, value = line.partition(":")
-        if name.strip() in ("flags", "Features"):
-            return sorted({flag for flag in value.split() if ISA.match(flag)})
-    return []
+    return sorted(flag for flag in cpu_flag_set(cpuinfo) if ISA.match(flag))
 
 
 def this_cpu_isa() -> list[str]:

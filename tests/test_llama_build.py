@@ -1,7 +1,6 @@
 """llama-cpp-python is compiled for the CPU it runs on (deploy/llama_wheel.py), and the worker never starts a
 build on a CPU that lacks what it was compiled for (worker/labeling/build.py)."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -9,14 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from bench.llama_build import wheel_tool
 from worker.devices import cpu_flags
 from worker.labeling.build import LlamaBuild, check_build, installed_build
 from worker.labeling.choose import LLAMA_CPP, TRANSFORMERS, choose_backend
 
 ROOT = Path(__file__).resolve().parent.parent
-spec = importlib.util.spec_from_file_location("llama_wheel", ROOT / "deploy" / "llama_wheel.py")
-llama_wheel = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(llama_wheel)
+llama_wheel = wheel_tool()
 
 CPUINFO = """processor\t: 0
 model name\t: Some CPU
