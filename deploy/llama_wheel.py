@@ -1,8 +1,8 @@
 """Build llama-cpp-python once per kind of CPU and install it: ``python deploy/llama_wheel.py install|key``.
 
 PyPI ships llama-cpp-python only as source, so it is compiled on the machine. A build for this CPU
-(``-march=native``: AVX-512 and VNNI where the CPU has them) prefills about 1.3x faster than the portable AVX2
-build on an AVX-512 CPU (``python -m bench.llama_build``). Such a build stops with an illegal instruction on a
+(``-march=native``: AVX-512 and VNNI where the CPU has them, AMX's kernels excepted: ``NO_AMX``) prefills about
+1.3x faster than the portable AVX2 build on an AVX-512 CPU (``python -m bench.llama_build``). Such a build stops with an illegal instruction on a
 CPU that lacks what it was built for, so each build is kept in a wheelhouse of its own, named after the
 instruction sets it may use, under ``${XDG_CACHE_HOME:-~/.cache}/topicq/wheels``: a clone or a CI run on the same
 machine installs it in seconds, and another CPU builds its own. What was installed is recorded in the
@@ -54,12 +54,20 @@ def this_cpu_isa() -> list[str]:
         return [platform.machine().lower()]
 
 
+# ggml's AMX kernels, which -march=native compiles in on a CPU with AMX, crash llama.cpp at its first evaluation
+# of the bundled Q4_K/Q6_K GGUF (SIGSEGV in the AMX matrix multiply after the weights are repacked for it; seen
+# here on a KVM Xeon with amx_int8, reported upstream as ggml-org/llama.cpp#20824 for Q4_K_M models). A native
+# build leaves them out; its AVX-512 and VNNI kernels stay.
+NO_AMX = ("-DCMAKE_C_FLAGS=-mno-amx-int8", "-DCMAKE_CXX_FLAGS=-mno-amx-int8")
+
+
 def cmake_args(build: str, portable_args: str) -> str:
-    """CMAKE_ARGS for ``build``: the portable file as it is, or with its instruction sets left to the compiler."""
+    """CMAKE_ARGS for ``build``: the portable file as it is, or with its instruction sets left to the compiler
+    (AMX's kernels excepted: ``NO_AMX``)."""
     if build == "portable":
         return portable_args.strip()
     kept = [arg for arg in portable_args.split() if not _PORTABLE_ISA.match(arg)]
-    return " ".join(["-DGGML_NATIVE=ON", *kept])
+    return " ".join(["-DGGML_NATIVE=ON", *NO_AMX, *kept])
 
 
 def build_key(build: str, args: str, isa: list[str]) -> str:

@@ -34,10 +34,11 @@ def test_the_key_names_the_first_processors_instruction_sets_only():
 
 
 def test_a_native_build_leaves_the_instruction_sets_to_the_compiler_and_keeps_the_rest():
-    assert llama_wheel.cmake_args("native", PORTABLE) == "-DGGML_NATIVE=ON -DLLAVA_BUILD=OFF"
+    no_amx = "-DCMAKE_C_FLAGS=-mno-amx-int8 -DCMAKE_CXX_FLAGS=-mno-amx-int8"
+    assert llama_wheel.cmake_args("native", PORTABLE) == f"-DGGML_NATIVE=ON {no_amx} -DLLAVA_BUILD=OFF"
     assert llama_wheel.cmake_args("portable", PORTABLE + "\n") == PORTABLE
     assert llama_wheel.cmake_args("native", (ROOT / "requirements" / "llama-cmake-args.txt").read_text()) \
-        .startswith("-DGGML_NATIVE=ON -DLLAVA_BUILD=OFF")
+        .startswith(f"-DGGML_NATIVE=ON {no_amx} -DLLAVA_BUILD=OFF")
 
 
 def test_another_cpu_gets_another_native_wheelhouse_but_the_same_portable_one():
@@ -60,6 +61,16 @@ def test_this_virtualenv_holds_the_build_make_install_recorded_for_this_cpu():
     import llama_cpp
 
     assert llama_cpp.__version__ == record["version"]
+
+
+def test_the_installed_llama_cpp_has_no_amx_kernels():
+    """ggml's AMX matrix multiply crashed llama.cpp (SIGSEGV) at the first evaluation of the bundled GGUF on a
+    CPU with amx_int8; a native build must leave it out there (deploy/llama_wheel.py's NO_AMX)."""
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info().decode()
+    assert "AVX2 = 1" in info  # the line is the one read: it names the instruction sets the build uses
+    assert "AMX_INT8 = 1" not in info
 
 
 def test_a_build_for_another_cpu_names_what_this_one_lacks():
