@@ -64,7 +64,13 @@ class _EpochBar:
         return None
 
 
-def neighbour_graph(embeddings: np.ndarray, n_neighbors: int = N_NEIGHBORS, seed: int | None = 42):
+def search_trees(n: int) -> int:
+    """NN-descent's random-projection trees for ``n`` documents: umap.umap_.nearest_neighbors' value."""
+    return min(64, 5 + int(round(n**0.5 / 20.0)))
+
+
+def neighbour_graph(embeddings: np.ndarray, n_neighbors: int = N_NEIGHBORS, seed: int | None = 42,
+                    n_trees: int | None = None):
     """UMAP's approximate nearest neighbours of each document (NN-descent with UMAP's own settings), on all
     cores: the search is the same with one thread or two for a given seed (checked in tests/test_scale.py).
 
@@ -80,7 +86,7 @@ def neighbour_graph(embeddings: np.ndarray, n_neighbors: int = N_NEIGHBORS, seed
         n_neighbors=n_neighbors,
         metric="cosine",
         random_state=seed,
-        n_trees=min(64, 5 + int(round(n**0.5 / 20.0))),  # umap.umap_.nearest_neighbors's values
+        n_trees=n_trees or search_trees(n),
         n_iters=max(5, int(round(np.log2(n)))),
         max_candidates=60,
         low_memory=True,
