@@ -60,6 +60,7 @@ bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.fuzz
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.ingest --n 100000
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.scale --sizes 10000,50000  # --sizes 10000,50000,200000,595905: hours
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.scale_params --sizes 10000,50000  # all four sizes: about 35 minutes
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.embed_split --n 5000 --chunk 500
 
 clean:

@@ -17,6 +17,7 @@ the file is missing). Numba's compilation is done first on 4,200 documents, unti
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 from pathlib import Path
@@ -30,15 +31,17 @@ N_QUERIES = 1000
 
 
 def grown_trees(n: int) -> int:
-    """umap.umap_.nearest_neighbors' (and pynndescent's) number of trees: grows as sqrt(n)."""
-    return min(64, 5 + int(round(n**0.5 / 20.0)))
+    """Today's number of trees (umap.umap_.nearest_neighbors' and pynndescent's): grows as sqrt(n)."""
+    from worker.pipeline.reduce import search_trees
+
+    return search_trees(n)
 
 
 def grown_min_samples(n: int) -> int:
-    """min_samples before the cap: a fifth of the default min_topic_size, which grows as sqrt(n)/3."""
-    from shared.schemas import default_min_topic_size
+    """Today's min_samples: a fifth of the default min_topic_size, which grows as sqrt(n)/3."""
+    from shared.schemas import default_min_samples, default_min_topic_size
 
-    return max(2, default_min_topic_size(n) // 5)
+    return default_min_samples(default_min_topic_size(n))
 
 
 def neighbours(embeddings: np.ndarray, n_trees: int) -> tuple[tuple[np.ndarray, np.ndarray], float]:
@@ -119,6 +122,8 @@ def report(rows: list[dict]) -> None:
     def exponents(times: list[float]) -> str:
         return " ".join(f"{exponent(times[i], times[i + 1], sizes[i], sizes[i + 1]):.2f}" for i in range(len(sizes) - 1))
 
+    nlogn = [exponent(a * math.log(a), b * math.log(b), a, b) for a, b in zip(sizes, sizes[1:])]
+    print("growth exponent of n log n between the sizes: " + " ".join(f"{e:.2f}" for e in nlogn))
     print("\nneighbour search: seconds (recall@15 against exact cosine neighbours)")
     print(f"{'trees':<22}" + "".join(f"{n:>18,}" for n in sizes) + "   growth exponents")
     today = [r["neighbours"][r["today_trees"]] for r in rows]
