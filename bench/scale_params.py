@@ -120,7 +120,8 @@ def report(rows: list[dict]) -> None:
     sizes = [r["size"] for r in rows]
 
     def exponents(times: list[float]) -> str:
-        return " ".join(f"{exponent(times[i], times[i + 1], sizes[i], sizes[i + 1]):.2f}" for i in range(len(sizes) - 1))
+        pairs = zip(times, times[1:], sizes, sizes[1:])
+        return " ".join(f"{exponent(t1, t2, n1, n2):.2f}" for t1, t2, n1, n2 in pairs)
 
     nlogn = [exponent(a * math.log(a), b * math.log(b), a, b) for a, b in zip(sizes, sizes[1:])]
     print("growth exponent of n log n between the sizes: " + " ".join(f"{e:.2f}" for e in nlogn))
@@ -144,8 +145,8 @@ def report(rows: list[dict]) -> None:
     today = [r["hdbscan"][r["today_min_samples"]] for r in rows]
     print(f"{'today (topic size/5)':<22}" + "".join(f"{cell(c):>26}" for c in today)
           + "   " + exponents([c["seconds"] for c in today]))
-    print(f"{'':<22}" + "".join(f"{'(' + str(r['today_min_samples']) + ', topic size ' + str(r['min_topic_size']) + ')':>26}"
-                               for r in rows))
+    settings = [f"({r['today_min_samples']}, topic size {r['min_topic_size']})" for r in rows]
+    print(f"{'':<22}" + "".join(f"{x:>26}" for x in settings))
     for cap in sorted({c for r in rows for c in r["caps"]}):
         cells = [r["hdbscan"][min(cap, r["today_min_samples"])] for r in rows]
         print(f"{f'at most {cap}':<22}" + "".join(f"{cell(c):>26}" for c in cells)

@@ -2,10 +2,11 @@
 
 PyPI ships llama-cpp-python only as source, so it is compiled on the machine. A build for this CPU
 (``-march=native``: AVX-512 and VNNI where the CPU has them, AMX's kernels excepted: ``NO_AMX``) prefills about
-1.3x faster than the portable AVX2 build on an AVX-512 CPU (``python -m bench.llama_build``). Such a build stops with an illegal instruction on a
-CPU that lacks what it was built for, so each build is kept in a wheelhouse of its own, named after the
-instruction sets it may use, under ``${XDG_CACHE_HOME:-~/.cache}/topicq/wheels``: a clone or a CI run on the same
-machine installs it in seconds, and another CPU builds its own. What was installed is recorded in the
+1.3x faster than the portable AVX2 build on an AVX-512 CPU (``python -m bench.llama_build``). Such a build
+stops with an illegal instruction on a CPU that lacks what it was built for, so each build is kept in a
+wheelhouse of its own, named after the instruction sets it may use, under
+``${XDG_CACHE_HOME:-~/.cache}/topicq/wheels``: a clone or a CI run on the same machine installs it in seconds,
+and another CPU builds its own. What was installed is recorded in the
 virtualenv (``topicq-llama-build.json``); the worker reads it and does not start llama.cpp on a CPU without
 those instruction sets (``worker/labeling/build.py``).
 

@@ -69,7 +69,7 @@ def test_the_installed_llama_cpp_has_no_amx_kernels():
     import llama_cpp
 
     info = llama_cpp.llama_print_system_info().decode()
-    assert "AVX2 = 1" in info  # the line is the one read: it names the instruction sets the build uses
+    assert "CPU :" in info  # the line read is the one that names the instruction sets the build uses
     assert "AMX_INT8 = 1" not in info
 
 
