@@ -30,13 +30,6 @@ from bench.scale import WARM_UP, embedding_rate, exponent, load_sample
 N_QUERIES = 1000
 
 
-def grown_trees(n: int) -> int:
-    """Today's number of trees (umap.umap_.nearest_neighbors' and pynndescent's): grows as sqrt(n)."""
-    from worker.pipeline.reduce import search_trees
-
-    return search_trees(n)
-
-
 def grown_min_samples(n: int) -> int:
     """Today's min_samples: a fifth of the default min_topic_size, which grows as sqrt(n)/3."""
     from shared.schemas import default_min_samples, default_min_topic_size
@@ -52,10 +45,14 @@ def neighbours(embeddings: np.ndarray, n_trees: int) -> tuple[tuple[np.ndarray, 
     return knn, time.perf_counter() - started
 
 
-def recall(embeddings: np.ndarray, indices: np.ndarray, queries: np.ndarray) -> float:
-    """Share of each query's exact 15 nearest neighbours (cosine, itself included) that the graph holds."""
+def unit_rows(embeddings: np.ndarray) -> np.ndarray:
+    return embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+
+
+def recall(unit: np.ndarray, indices: np.ndarray, queries: np.ndarray) -> float:
+    """Share of each query's exact 15 nearest neighbours (cosine, itself included) that the graph holds;
+    ``unit``: the embeddings as unit rows (``unit_rows``), so that a dot product is their cosine."""
     k = indices.shape[1]
-    unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
     found = 0
     for chunk in np.array_split(queries, max(1, len(queries) // 100)):
         similarity = unit[chunk] @ unit.T
@@ -76,19 +73,21 @@ def measure(size: int, embeddings_path: Path, trees: list[int], caps: list[int])
     from sklearn.metrics import adjusted_rand_score
 
     from shared.schemas import default_min_topic_size
-    from worker.pipeline.reduce import fit_umap
+    from worker.pipeline.reduce import fit_umap, search_trees
 
     _, embeddings = load_sample(size, embeddings_path)
     queries = np.random.default_rng(1).choice(size, size=min(N_QUERIES, size), replace=False)
     row: dict = {"size": size, "neighbours": {}, "hdbscan": {}}
-    today, knn = grown_trees(size), None
+    unit = unit_rows(embeddings)  # once: a copy of 0.9 GB at 595,905 documents
+    today, knn = search_trees(size), None
     for n_trees in [today] + [t for t in trees if t != today]:
         graph, seconds = neighbours(embeddings, n_trees)
-        row["neighbours"][n_trees] = {"seconds": seconds, "recall": recall(embeddings, graph[0], queries)}
+        row["neighbours"][n_trees] = {"seconds": seconds, "recall": recall(unit, graph[0], queries)}
         knn = graph if n_trees == today else knn
     started = time.perf_counter()
     _, reduced = fit_umap(embeddings, 5, knn=knn)
     row["umap_5d_seconds"] = time.perf_counter() - started
+    del unit
     min_topic_size = default_min_topic_size(size)
     grown = grown_min_samples(size)
     reference = None
@@ -119,22 +118,24 @@ def warm_up(embeddings_path: Path) -> float:
 def report(rows: list[dict]) -> None:
     sizes = [r["size"] for r in rows]
 
-    def exponents(times: list[float]) -> str:
+    def line(name: str, cells: list[dict], render, width: int) -> None:
+        """One setting's row: each size's cell, then the growth exponents of its seconds."""
+        times = [c["seconds"] for c in cells]
         pairs = zip(times, times[1:], sizes, sizes[1:])
-        return " ".join(f"{exponent(t1, t2, n1, n2):.2f}" for t1, t2, n1, n2 in pairs)
+        print(f"{name:<22}" + "".join(f"{render(c):>{width}}" for c in cells) + "   "
+              + " ".join(f"{exponent(t1, t2, n1, n2):.2f}" for t1, t2, n1, n2 in pairs))
+
+    def searched(c: dict) -> str:
+        return f"{c['seconds']:.1f} ({c['recall']:.3f})"
 
     nlogn = [exponent(a * math.log(a), b * math.log(b), a, b) for a, b in zip(sizes, sizes[1:])]
     print("growth exponent of n log n between the sizes: " + " ".join(f"{e:.2f}" for e in nlogn))
     print("\nneighbour search: seconds (recall@15 against exact cosine neighbours)")
     print(f"{'trees':<22}" + "".join(f"{n:>18,}" for n in sizes) + "   growth exponents")
-    today = [r["neighbours"][r["today_trees"]] for r in rows]
-    print(f"{'today (sqrt(n)/20+5)':<22}" + "".join(f"{c['seconds']:>9.1f} ({c['recall']:.3f})" for c in today)
-          + "   " + exponents([c["seconds"] for c in today]))
+    line("today (sqrt(n)/20+5)", [r["neighbours"][r["today_trees"]] for r in rows], searched, 18)
     print(f"{'':<22}" + "".join(f"{'(' + str(r['today_trees']) + ' trees)':>18}" for r in rows))
     for n_trees in sorted({t for r in rows for t in r["trees"]}):
-        cells = [r["neighbours"][n_trees] for r in rows]
-        print(f"{f'{n_trees} trees':<22}" + "".join(f"{c['seconds']:>9.1f} ({c['recall']:.3f})" for c in cells)
-              + "   " + exponents([c["seconds"] for c in cells]))
+        line(f"{n_trees} trees", [r["neighbours"][n_trees] for r in rows], searched, 18)
 
     print("\nHDBSCAN on one 5-D UMAP per size: seconds (topics, outliers, ARI against today's)")
     print(f"{'min_samples':<22}" + "".join(f"{n:>26,}" for n in sizes) + "   growth exponents")
@@ -142,15 +143,11 @@ def report(rows: list[dict]) -> None:
     def cell(c: dict) -> str:
         return f"{c['seconds']:>7.1f} ({c['topics']:>3}, {100 * c['outliers']:>2.0f}%, {c['ari']:.2f})"
 
-    today = [r["hdbscan"][r["today_min_samples"]] for r in rows]
-    print(f"{'today (topic size/5)':<22}" + "".join(f"{cell(c):>26}" for c in today)
-          + "   " + exponents([c["seconds"] for c in today]))
+    line("today (topic size/5)", [r["hdbscan"][r["today_min_samples"]] for r in rows], cell, 26)
     settings = [f"({r['today_min_samples']}, topic size {r['min_topic_size']})" for r in rows]
     print(f"{'':<22}" + "".join(f"{x:>26}" for x in settings))
     for cap in sorted({c for r in rows for c in r["caps"]}):
-        cells = [r["hdbscan"][min(cap, r["today_min_samples"])] for r in rows]
-        print(f"{f'at most {cap}':<22}" + "".join(f"{cell(c):>26}" for c in cells)
-              + "   " + exponents([c["seconds"] for c in cells]))
+        line(f"at most {cap}", [r["hdbscan"][min(cap, r["today_min_samples"])] for r in rows], cell, 26)
     print("\nUMAP 5-D alone (the HDBSCAN input, not compared): "
           + ", ".join(f"{r['size']:,}: {r['umap_5d_seconds']:.0f} s" for r in rows))
 
@@ -174,7 +171,7 @@ def main() -> None:
     rows = []
     for size in sizes:
         row = measure(size, args.embeddings, trees, caps) | {"caps": caps, "trees": trees}
-        print({k: v for k, v in row.items()}, flush=True)
+        print(row, flush=True)
         rows.append(row)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
     report(rows)
