@@ -332,6 +332,7 @@ def test_cancelling_during_embedding_stops_within_the_chunk_without_results(sess
             return getattr(embedder, name)
 
     runner = make_runner(sessions, tmp_path, CancelMidway())
+    runner.heartbeat_seconds = 600  # no beat inside the chunk: the progress written after each batch sees the cancel
     assert runner.run_next("gpu") == [f"job {job_id} embed 0: stopped"]
     assert runner.run_next("gpu") == []  # neither it nor the other chunks it planned are taken
     with sessions() as session:

@@ -45,6 +45,11 @@ class Claim:
                 status = jobs.get_job(session, job_id).status
             raise JobCancelled(job_id) if status != "running" else ClaimLost(job_id)
 
+    def stopped(self, job_id: str) -> None:
+        """The job was seen to have left the running state before the next beat: stop now (raises)."""
+        self.alive.discard(job_id)
+        self.check(job_id)
+
     def __enter__(self) -> Claim:
         self._heartbeat.__enter__()
         return self
@@ -72,12 +77,16 @@ class Progress:
         self._last = (stage, now)
         try:
             with transaction(self.factory) as session:
-                self._write(session, stage, value)
+                running = self._write(session, stage, value)
         except DBAPIError as exc:
             log.warning("job %s: progress not saved (%s); the work goes on", self.job_id, exc)
+            return
+        if not running:  # cancelled since the claim's last beat: stop at this batch, not at the next beat
+            self.claim.stopped(self.job_id)
 
-    def _write(self, session: Session, stage: str, value: float) -> None:
-        jobs.report_progress(session, self.job_id, stage, round(value, 4))
+    def _write(self, session: Session, stage: str, value: float) -> bool:
+        """Write the progress; False when the job no longer runs."""
+        return jobs.report_progress(session, self.job_id, stage, round(value, 4))
 
     def check(self) -> None:
         """For UMAP's epochs: raise if the job stopped."""
@@ -96,6 +105,6 @@ class ChunkProgress(Progress):
         self._done = done
         self.report(stage, 0.0, final=done >= total)  # the value needs the database: _write reads it
 
-    def _write(self, session: Session, stage: str, _value: float) -> None:
+    def _write(self, session: Session, stage: str, _value: float) -> bool:
         embedded = work.embedded_documents(session, self.job_id, self.plan) + self._done
-        work.raise_progress(session, self.job_id, stage, round(overall(stage, embedded, self.plan.documents), 4))
+        return work.raise_progress(session, self.job_id, stage, round(overall(stage, embedded, self.plan.documents), 4))
