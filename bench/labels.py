@@ -10,6 +10,8 @@ and model:
   (d)  what `TOPICQ_LLM_BACKEND=auto` picks here at the default prompt budget (TOPICQ_LLM_DOCS x
        TOPICQ_LLM_DOC_TOKENS), loaded and run in a fresh process exactly as a worker does (both models
        loaded), so its peak RSS is a worker's;
+  (e)  the backend `auto` did not pick, run exactly as (d) (same budget, a fresh worker process): the
+       measurement `auto`'s rule for this kind of CPU rests on (left out with --no-llama-cpp);
 
 then the prompt budget (documents cut to 100, 60 or 40 tokens; 5 or 3 of them) on the llama.cpp path, and
 the bundled 0.5B model, each against the labels of the full prompt (a) and of (b). Agreement is the mean
@@ -23,7 +25,8 @@ The default corpus has short documents, as the recipe's arXiv abstracts were: on
 prompts with five whole articles and runs on for minutes a topic, so --recipe-topics limits it to the
 largest few topics there (its s/label and agreement then come from those).
 
-The last lines are `ratio (d)/(a): X` and `ratio (d)/(b): X`: how many times faster per label (d) is.
+The last lines are `ratio (e)/(d): X`, `ratio (d)/(a): X` and `ratio (d)/(b): X`: how many times faster per
+label (d) is (an (e)/(d) under 1 says `auto` picked the slower backend on this CPU).
 """
 
 from __future__ import annotations
@@ -250,6 +253,12 @@ def main(args: argparse.Namespace | None = None) -> None:
     choice = worker["choice"]
     name_d = f"(d) auto: {choice['backend']} {choice['dtype']}"
     labels[name_d], rows[name_d] = worker["labels"], (worker["seconds"], worker["peak_gib"])
+    name_e = None
+    if args.llama_cpp:
+        other = "transformers" if choice["backend"] == "llama.cpp" else "llama.cpp"
+        alternative = run_worker_row(inputs, overrides | {"llm_backend": other})
+        name_e = f"(e) not picked: {other} {alternative['choice']['dtype']}"
+        labels[name_e], rows[name_e] = alternative["labels"], (alternative["seconds"], alternative["peak_gib"])
 
     vectors = {name: embedder.encode([x or "-" for x in found], normalize_embeddings=True)
                for name, found in labels.items()}
@@ -262,6 +271,9 @@ def main(args: argparse.Namespace | None = None) -> None:
     print(f"(d) chose {choice['backend']} on {choice['device']} ({choice['dtype']}): {choice['reason']}; "
           f"embeddings: {worker['embeddings']}; a worker with both models loaded in {worker['load']:.1f} s: "
           f"{worker['loaded_gib']:.2f} GiB resident, {worker['peak_gib']:.2f} GiB at its peak while labelling")
+    if name_e is not None:
+        print(f"(e) a worker with both models loaded in {alternative['load']:.1f} s: {alternative['loaded_gib']:.2f} "
+              f"GiB resident, {alternative['peak_gib']:.2f} GiB at its peak while labelling")
     print("(peak RSS of (a)-(c) is this bench's process, which holds every model of the earlier rows)")
     import torch
 
@@ -280,6 +292,8 @@ def main(args: argparse.Namespace | None = None) -> None:
         print(f"{i:>5}  " + "".join(f"{cell[:30]:<32}" for cell in cells))
     print()
     seconds_d = rows[name_d][0]
+    if name_e is not None:
+        print(f"ratio (e)/(d): {rows[name_e][0] / seconds_d:.2f}")
     print(f"ratio (d)/(a): {rows[name_a][0] / seconds_d:.2f}")
     print(f"ratio (d)/(b): {rows[name_b][0] / seconds_d:.2f}")
 

@@ -4,8 +4,10 @@
 - a CUDA device: transformers (a hub model in the recipe's 4-bit NF4, a bundled one dequantized once);
 - a CPU and a GGUF model (the bundled ones): llama.cpp, which runs the 4-bit file as shipped. Without native
   bfloat16 transformers could only run the dequantized model in float32, several times slower; with
-  AVX512-BF16 but no AMX, transformers' bfloat16 measured slower than llama.cpp on a Xeon and as fast as
-  llama.cpp's native build on an EPYC, holding twice the memory and a 3.5 GB dequantized copy;
+  AVX512-BF16 but no AMX, transformers' bfloat16 measured slower than llama.cpp on a Xeon, and on an AMD EPYC
+  10-20% faster a label than llama.cpp's native build (bench.labels' (e) row: 2.73-3.04 s against 3.26-3.50 s,
+  two corpora, fresh worker processes) but at 4.1 GiB against 2.5 GiB for a worker, a 3.5 GB dequantized copy
+  and 66 s of one-time preparation: too little speed for the memory and the first start, so llama.cpp stays;
 - a CPU with AMX (bfloat16 matrix tiles): transformers in bfloat16, whose prefill (most of a label's cost)
   those units speed up: on a 2-core AMX Xeon 2.29 s a label against 5.50 s for llama.cpp's native build
   (AVX-512 and VNNI; its AMX kernels crash on the bundled GGUF, so the build leaves them out);
