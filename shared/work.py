@@ -190,7 +190,8 @@ def _mark_done(session: Session, item: WorkItem, seconds: float, now: datetime) 
     return session.execute(
         update(WorkItem)
         .where(WorkItem.id == item.id, WorkItem.token == item.token, WorkItem.status == "running")
-        .values(status="done", finished_at=now, heartbeat_at=now, seconds=round(seconds, 3))
+        # Milliseconds, and never 0: a finished item took time, and a 0 would make the label estimate say 0 s.
+        .values(status="done", finished_at=now, heartbeat_at=now, seconds=max(round(seconds, 3), 0.001))
     ).rowcount == 1
 
 

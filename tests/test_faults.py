@@ -258,8 +258,9 @@ def test_a_worker_the_kernel_kills_for_memory_again_and_again_fails_the_job_and_
     killed: set[int] = set()
     for _death in range(MAX_DEATHS):
         holder = service.wait_until(
-            lambda: next((w for w in worker_states(_redis(service)) if w["job"] == job_id and w["pid"] not in killed),
-                         None), 120, "a worker to take the job's item", every=0.1)
+            lambda: next((w for w in worker_states(_redis(service))
+                          if w["queues"] == ["gpu"] and w["job"] == job_id and w["pid"] not in killed),
+                         None), 120, "the gpu worker to take the job's embedding item", every=0.1)
         os.kill(holder["pid"], signal.SIGKILL)  # what the kernel's out-of-memory killer sends
         killed.add(holder["pid"])
     job = finished(service, job_id)

@@ -135,13 +135,21 @@ def test_the_scale_benchmarks_recall_scores_a_graph_against_exact_neighbours(cha
     assert recall(unit_rows(embeddings), random, queries) < 0.2
 
 
+def _wait_for_distinct_shares(reports, n, limit=10.0):
+    """A blocking step that lasts until the ticker has reported ``n`` distinct shares (at most ``limit`` s), so
+    that a stalled machine does not decide the test."""
+    deadline = time.monotonic() + limit
+    while len({done / total for _, done, total in list(reports)}) < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def test_a_step_without_a_callback_still_moves_progress_and_passes_on_a_cancel():
     from worker.pipeline.progress import Ticker
     from worker.claims import JobCancelled
 
     reports = []
     with Ticker(lambda *report: reports.append(report), "reducing", 0, 350, 1000, expected_s=0.2, interval=0.02):
-        time.sleep(0.3)  # a blocking step, like NN-descent
+        _wait_for_distinct_shares(reports, 5)  # a blocking step, like NN-descent
     shares = [done / total for _, done, total in reports]
     assert len(set(shares)) >= 5 and shares == sorted(shares) and shares[-1] == 0.35
     assert max(shares[:-1]) < 0.35, "the ticker never claims the end before the step ends"
@@ -149,20 +157,21 @@ def test_a_step_without_a_callback_still_moves_progress_and_passes_on_a_cancel()
     # A step that is one unit of its bar (HDBSCAN: 0 to 1 of the clustering stage's 2) moves too, in between.
     reports.clear()
     with Ticker(lambda *report: reports.append(report), "clustering", 0, 1, 2, expected_s=0.2, interval=0.02):
-        time.sleep(0.3)
+        _wait_for_distinct_shares(reports, 5)
     shares = [done / total for _, done, total in reports]
     assert len(set(shares)) >= 5 and shares == sorted(shares) and shares[-1] == 0.5 and 0 < shares[-2] < 0.5
 
-    stop = threading.Event()
+    stop, raised = threading.Event(), threading.Event()
 
     def check():
         if stop.is_set():
+            raised.set()
             raise JobCancelled("cancelled during the search")
 
     with pytest.raises(JobCancelled):
         with Ticker(lambda *_: None, "reducing", 0, 350, 1000, expected_s=1, interval=0.02, check=check):
             stop.set()
-            time.sleep(0.1)
+            raised.wait(10)  # the step goes on until the ticker's thread has seen the cancel
 
 
 def test_a_bounded_vocabulary_keeps_each_topics_keywords(chapters, embedder, monkeypatch):
