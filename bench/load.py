@@ -106,13 +106,17 @@ class Poller:
     def __init__(self, base: str, rate: float = POLL_RATE, threads: int = POLL_THREADS) -> None:
         context = multiprocessing.get_context("spawn")
         self._ids, self._results, self._stop = context.Queue(), context.Queue(), context.Event()
-        self._process = context.Process(target=_poll, args=(base, rate, threads, self._ids, self._stop, self._results),
-                                        daemon=True)
+        self._ready = context.Event()
+        self._process = context.Process(target=_poll, args=(base, rate, threads, self._ids, self._stop, self._results,
+                                                            self._ready), daemon=True)
         self.polls: list[Poll] = []
         self.seconds = 0.0
 
     def start(self) -> Poller:
+        """Starts the polling process and returns once its clients run (a spawned process takes seconds to import)."""
         self._process.start()
+        if not self._ready.wait(120):
+            raise RuntimeError("the poller's process did not start within 120 s")
         return self
 
     def add(self, job_id: str) -> None:
@@ -141,7 +145,7 @@ class Poller:
 
 
 def _poll(base: str, rate: float, threads: int, ids: multiprocessing.Queue, stop: threading.Event,
-          results: multiprocessing.Queue) -> None:
+          results: multiprocessing.Queue, ready: threading.Event) -> None:
     """The poller's process: ``threads`` open-loop clients until ``stop``; then (polls, seconds from the first
     poll's due time to the end) into ``results``."""
     known: list[str] = []
@@ -179,6 +183,7 @@ def _poll(base: str, rate: float, threads: int, ids: multiprocessing.Queue, stop
     workers = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(threads)]
     for worker in workers:
         worker.start()
+    ready.set()
     for worker in workers:
         worker.join()
     results.put((polls, time.perf_counter() - (first_due[0] if first_due else started)))
