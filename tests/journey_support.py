@@ -100,7 +100,7 @@ def hover(page: Page, x: float, y: float, index: int) -> Tooltip:
     tooltip once it shows that document's title (or after 10 s, whatever it shows then)."""
     page.mouse.move(x - 30, y - 30)
     page.mouse.move(x, y, steps=5)
-    page.wait_for_selector("#map-tooltip", state="visible", timeout=5_000)
+    page.wait_for_selector("#map-tooltip", state="visible", timeout=20_000)
     try:
         page.wait_for_function("(i) => document.getElementById('map-tooltip-title').dataset.index === i",
                                arg=str(index), timeout=10_000)

@@ -224,13 +224,13 @@ def test_the_map_shows_hostile_labels_and_titles_as_text_and_runs_none(page, liv
         [float(data.x[probe]), float(data.y[probe])])
     page.mouse.move(px + 40, py)
     page.mouse.move(px, py, steps=4)
-    page.wait_for_selector("#map-tooltip", state="visible", timeout=5_000)
+    page.wait_for_selector("#map-tooltip", state="visible", timeout=20_000)
     page.wait_for_function("(t) => document.getElementById('map-tooltip-title').textContent === t", arg=title,
-                           timeout=5_000)
+                           timeout=20_000)
     assert page.text_content("#map-tooltip-label") == hostile[int(data.topic[probe])]
     page.mouse.click(px, py)
     page.wait_for_function("(t) => document.getElementById('map-panel-title').textContent === t", arg=title,
-                           timeout=5_000)
+                           timeout=20_000)
     assert page.locator("#map-panel img, #map-panel script, #map-tooltip b").count() == 0
     assert page.evaluate("window.__pwned") is None
 

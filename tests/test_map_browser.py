@@ -120,16 +120,16 @@ def test_hovering_a_document_shows_its_topic_at_once_then_its_title(page, live_s
     px, py = pixel_of(page, float(data.x[PROBE]), float(data.y[PROBE]))
     page.mouse.move(px - 40, py - 40)
     page.mouse.move(px, py, steps=4)
-    page.wait_for_selector("#map-tooltip", state="visible", timeout=5_000)
+    page.wait_for_selector("#map-tooltip", state="visible", timeout=20_000)
     assert page.text_content("#map-tooltip-label") == label_of(data, 2)
     page.wait_for_function("(t) => document.getElementById('map-tooltip-title').textContent === t",
-                           arg=PROBE_TITLE, timeout=5_000)
+                           arg=PROBE_TITLE, timeout=20_000)
     screenshot(page, "map-hover", MAP)
     px, py = pixel_of(page, float(data.x[PROBE]), float(data.y[PROBE]))  # the screenshot may have scrolled
     page.mouse.click(px, py)
     page.wait_for_selector("#map-panel", state="visible")
     page.wait_for_function("(t) => document.getElementById('map-panel-title').textContent === t",
-                           arg=PROBE_TITLE, timeout=5_000)
+                           arg=PROBE_TITLE, timeout=20_000)
     assert "sits by itself" in page.text_content("#map-panel-text")
     link = page.locator("#map-panel-topic")
     assert link.text_content() == label_of(data, 2)
