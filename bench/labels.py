@@ -255,7 +255,9 @@ def main(args: argparse.Namespace | None = None) -> None:
     labels[name_d], rows[name_d] = worker["labels"], (worker["seconds"], worker["peak_gib"])
     name_e = None
     if args.llama_cpp:
-        other = "transformers" if choice["backend"] == "llama.cpp" else "llama.cpp"
+        from worker.labeling.choose import LLAMA_CPP, TRANSFORMERS
+
+        other = TRANSFORMERS if choice["backend"] == LLAMA_CPP else LLAMA_CPP
         alternative = run_worker_row(inputs, overrides | {"llm_backend": other})
         name_e = f"(e) not picked: {other} {alternative['choice']['dtype']}"
         labels[name_e], rows[name_e] = alternative["labels"], (alternative["seconds"], alternative["peak_gib"])
